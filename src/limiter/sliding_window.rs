@@ -1,0 +1,415 @@
+//! Sliding windows: an exact log, and the two-counter approximation.
+//!
+//! `EXACT` keeps every grant's time (grants in the same millisecond merged)
+//! and counts the ones inside the trailing window `(now - window, now]`. It
+//! never over- or under-grants. The log is packed as varints of the time
+//! deltas and counts, a few bytes per entry.
+//!
+//! `APPROX` keeps the counts of the previous and the current aligned window
+//! and weighs the previous one by how much of it the trailing window still
+//! covers. It is O(1) in memory. Bound: it never grants more than `limit`
+//! inside one aligned window, and never more than `2 × limit` inside any
+//! trailing window (the worst case is a previous window whose traffic all came
+//! at its very end). For evenly spread traffic the error is small.
+
+use super::decision::{sat_u64, Decision, Outcome, Retry};
+use super::quota::WindowQuota;
+use super::state::{read_varint, write_varint, DecodeError};
+
+/// A compact log of `(time_ms, count)` entries, oldest first, times strictly
+/// increasing and counts above zero.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ExactLog {
+    /// varint(first time) varint(count), then varint(delta) varint(count) ...
+    packed: Box<[u8]>,
+    /// Number of entries.
+    len: u32,
+}
+
+impl ExactLog {
+    pub fn from_entries(entries: &[(u64, u64)]) -> Self {
+        let mut packed = Vec::with_capacity(entries.len() * 3 + 8);
+        let mut last = 0;
+        for &(ts, count) in entries {
+            write_varint(&mut packed, u128::from(ts - last));
+            write_varint(&mut packed, u128::from(count));
+            last = ts;
+        }
+        Self {
+            packed: packed.into_boxed_slice(),
+            len: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The packed bytes (stored as they are in RDB and replication payloads).
+    pub fn packed(&self) -> &[u8] {
+        &self.packed
+    }
+
+    /// Checks and adopts packed bytes: well-formed varints, increasing times,
+    /// non-zero counts, at least one entry.
+    pub fn from_packed(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut log = Self {
+            packed: bytes.into(),
+            len: 0,
+        };
+        let entries = log.entries()?;
+        if entries.is_empty() {
+            return Err(DecodeError::Invalid);
+        }
+        log.len = u32::try_from(entries.len()).map_err(|_| DecodeError::Invalid)?;
+        Ok(log)
+    }
+
+    pub fn entries(&self) -> Result<Vec<(u64, u64)>, DecodeError> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut last: u64 = 0;
+        while pos < self.packed.len() {
+            let delta = u64::try_from(read_varint(&self.packed, &mut pos)?)
+                .map_err(|_| DecodeError::Invalid)?;
+            let count = u64::try_from(read_varint(&self.packed, &mut pos)?)
+                .map_err(|_| DecodeError::Invalid)?;
+            if count == 0 || (!out.is_empty() && delta == 0) {
+                return Err(DecodeError::Invalid);
+            }
+            last = last.checked_add(delta).ok_or(DecodeError::Invalid)?;
+            out.push((last, count));
+        }
+        Ok(out)
+    }
+
+    /// Heap bytes held, for `MEMORY USAGE`.
+    pub fn heap_size(&self) -> usize {
+        self.packed.len()
+    }
+}
+
+/// One `EXACT` call on the log's entries.
+///
+/// `max_entries` is not checked here: the glue refuses quotas whose log could
+/// grow past the configured size before calling.
+pub fn step_exact(
+    prev: Option<&ExactLog>,
+    quota: &WindowQuota,
+    now_ms: u64,
+    cost: u64,
+) -> Result<Outcome<ExactLog>, DecodeError> {
+    let w = quota.window_ms();
+    let mut entries = match prev {
+        Some(log) => log.entries()?,
+        None => Vec::new(),
+    };
+    let t = entries.last().map_or(now_ms, |&(ts, _)| now_ms.max(ts));
+    let skew = t - now_ms;
+    // Entries at or before t - w have left the trailing window.
+    let keep_from = entries.partition_point(|&(ts, _)| ts.saturating_add(w) <= t);
+    entries.drain(..keep_from);
+    let used: u64 = entries.iter().fold(0, |a, &(_, c)| a.saturating_add(c));
+    let reset = |entries: &[(u64, u64)]| {
+        entries
+            .last()
+            .map_or(0, |&(ts, _)| ts.saturating_add(w) - t + skew)
+    };
+    let decision = |used: u64, retry: Retry, entries: &[(u64, u64)]| Decision {
+        limit: quota.limit(),
+        remaining: quota.limit().saturating_sub(used),
+        retry,
+        reset_after_ms: reset(entries),
+    };
+    if cost > quota.limit() {
+        return Ok(Outcome {
+            decision: decision(used, Retry::Never, &entries),
+            new_state: None,
+        });
+    }
+    let total = used.saturating_add(cost);
+    if total <= quota.limit() {
+        if cost == 0 {
+            return Ok(Outcome {
+                decision: decision(used, Retry::Now, &entries),
+                new_state: None,
+            });
+        }
+        match entries.last_mut() {
+            Some((ts, c)) if *ts == t => *c += cost,
+            _ => entries.push((t, cost)),
+        }
+        return Ok(Outcome {
+            decision: decision(total, Retry::Now, &entries),
+            new_state: Some(ExactLog::from_entries(&entries)),
+        });
+    }
+    // Wait until enough of the oldest entries have left the window.
+    let excess = total - quota.limit();
+    let mut freed = 0u64;
+    let mut wait = 0;
+    for &(ts, c) in &entries {
+        freed = freed.saturating_add(c);
+        if freed >= excess {
+            wait = ts.saturating_add(w) - t + skew;
+            break;
+        }
+    }
+    Ok(Outcome {
+        decision: decision(used, Retry::After(wait), &entries),
+        new_state: None,
+    })
+}
+
+/// The stored state of an `APPROX` limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlidingApproxState {
+    /// Start of the current aligned window.
+    pub start_ms: u64,
+    /// Units counted in the window before it.
+    pub prev: u64,
+    /// Units counted in the current window.
+    pub cur: u64,
+}
+
+/// One `APPROX` call.
+pub fn step_approx(
+    prev: Option<SlidingApproxState>,
+    quota: &WindowQuota,
+    now_ms: u64,
+    cost: u64,
+) -> Outcome<SlidingApproxState> {
+    let w = quota.window_ms();
+    let aligned = now_ms - now_ms % w;
+    let s = match prev {
+        // Clock went backwards or the window changed: keep the later state.
+        Some(s) if s.start_ms >= aligned => s,
+        Some(s) if s.start_ms.saturating_add(w) == aligned => SlidingApproxState {
+            start_ms: aligned,
+            prev: s.cur,
+            cur: 0,
+        },
+        _ => SlidingApproxState {
+            start_ms: aligned,
+            prev: 0,
+            cur: 0,
+        },
+    };
+    let t = now_ms.max(s.start_ms);
+    let skew = t - now_ms;
+    let elapsed = t - s.start_ms;
+    let (w128, limit) = (u128::from(w), u128::from(quota.limit()));
+    // The weighted count, times w, so everything stays in integers.
+    let weighted = |prev: u64, cur: u64| {
+        u128::from(prev) * (w128 - u128::from(elapsed)) + u128::from(cur) * w128
+    };
+    let remaining = |prev: u64, cur: u64| {
+        sat_u64((limit * w128).saturating_sub(weighted(prev, cur)) / w128)
+    };
+    let reset = |st: &SlidingApproxState| {
+        if st.cur > 0 {
+            st.start_ms + 2 * w - t + skew
+        } else if st.prev > 0 {
+            st.start_ms + w - t + skew
+        } else {
+            0
+        }
+    };
+    let decision = |st: &SlidingApproxState, retry| Decision {
+        limit: quota.limit(),
+        remaining: remaining(st.prev, st.cur),
+        retry,
+        reset_after_ms: reset(st),
+    };
+    if cost > quota.limit() {
+        return Outcome {
+            decision: decision(&s, Retry::Never),
+            new_state: None,
+        };
+    }
+    if weighted(s.prev, s.cur) + u128::from(cost) * w128 <= limit * w128 {
+        let next = SlidingApproxState {
+            cur: s.cur + cost,
+            ..s
+        };
+        return Outcome {
+            decision: decision(&next, Retry::Now),
+            new_state: (cost > 0).then_some(next),
+        };
+    }
+    let wait = approx_wait(&s, quota, elapsed, cost) + skew;
+    Outcome {
+        decision: decision(&s, Retry::After(wait)),
+        new_state: None,
+    }
+}
+
+/// Milliseconds from `elapsed` (into the current window) until a call of
+/// `cost` fits, with no other calls. The weighted count never rises over time,
+/// so the first moment found is the answer.
+fn approx_wait(s: &SlidingApproxState, quota: &WindowQuota, elapsed: u64, cost: u64) -> u64 {
+    let w = quota.window_ms();
+    let (w128, limit, cost) = (u128::from(w), u128::from(quota.limit()), u128::from(cost));
+    // Still in this window: prev * (w - e) <= (limit - cur - cost) * w.
+    let cur = u128::from(s.cur);
+    if s.prev > 0 && cur + cost <= limit {
+        let room = (limit - cur - cost) * w128 / u128::from(s.prev);
+        let e = w128.saturating_sub(room);
+        if e < w128 {
+            return sat_u64(e.max(u128::from(elapsed)) - u128::from(elapsed));
+        }
+    }
+    // In the next window the current count becomes the previous one.
+    let to_next = w - elapsed;
+    if cur == 0 {
+        return to_next;
+    }
+    let room = (limit - cost) * w128 / cur;
+    let e = w128.saturating_sub(room);
+    sat_u64(u128::from(to_next) + e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact(log: &mut Option<ExactLog>, q: &WindowQuota, now: u64, cost: u64) -> Decision {
+        let out = step_exact(log.as_ref(), q, now, cost).expect("log decodes");
+        if out.new_state.is_some() {
+            *log = out.new_state;
+        }
+        out.decision
+    }
+
+    fn approx(st: &mut Option<SlidingApproxState>, q: &WindowQuota, now: u64, cost: u64) -> Decision {
+        let out = step_approx(*st, q, now, cost);
+        if out.new_state.is_some() {
+            *st = out.new_state;
+        }
+        out.decision
+    }
+
+    #[test]
+    fn exact_log_frees_units_as_they_leave_the_window() {
+        let q = WindowQuota::new(3, 1_000).expect("valid");
+        let mut log = None;
+        assert!(exact(&mut log, &q, 100, 1).allowed());
+        assert!(exact(&mut log, &q, 400, 2).allowed());
+        let d = exact(&mut log, &q, 500, 1);
+        assert_eq!(d.retry, Retry::After(600));
+        assert_eq!(d.reset_after_ms, 900);
+        assert!(!exact(&mut log, &q, 1_099, 1).allowed());
+        let d = exact(&mut log, &q, 1_100, 1);
+        assert!(d.allowed());
+        assert_eq!(d.remaining, 0);
+        // Needs both units of the entry at 400.
+        assert_eq!(exact(&mut log, &q, 1_100, 2).retry, Retry::After(300));
+    }
+
+    #[test]
+    fn exact_log_merges_grants_of_the_same_millisecond() {
+        let q = WindowQuota::new(100, 1_000).expect("valid");
+        let mut log = None;
+        for _ in 0..10 {
+            assert!(exact(&mut log, &q, 7, 1).allowed());
+        }
+        let log = log.expect("stored");
+        assert_eq!(log.entries().expect("decodes"), vec![(7, 10)]);
+    }
+
+    #[test]
+    fn corrupt_logs_are_refused() {
+        assert_eq!(ExactLog::from_packed(&[]), Err(DecodeError::Invalid));
+        // count 0
+        assert_eq!(ExactLog::from_packed(&[5, 0]), Err(DecodeError::Invalid));
+        // second entry at the same time
+        assert_eq!(ExactLog::from_packed(&[5, 1, 0, 1]), Err(DecodeError::Invalid));
+        // truncated varint
+        assert_eq!(ExactLog::from_packed(&[5, 0x80]), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn approx_weighs_the_previous_window() {
+        let q = WindowQuota::new(10, 1_000).expect("valid");
+        let mut st = None;
+        assert!(approx(&mut st, &q, 500, 10).allowed());
+        // At 1_250, 75% of the previous window still counts: 7.5 used.
+        let d = approx(&mut st, &q, 1_250, 0);
+        assert_eq!(d.remaining, 2);
+        assert!(approx(&mut st, &q, 1_250, 2).allowed());
+        // 7.5 + 2 = 9.5; one more needs the weight to fall to 7 -> at 1_300.
+        assert_eq!(approx(&mut st, &q, 1_250, 1).retry, Retry::After(50));
+        assert!(!approx(&mut st, &q, 1_299, 1).allowed());
+        assert!(approx(&mut st, &q, 1_300, 1).allowed());
+    }
+
+    proptest! {
+        /// EXACT grants exactly what a plain list of grant times grants.
+        #[test]
+        fn exact_matches_a_reference_log(
+            limit in 1u64..15,
+            window in 1u64..3_000,
+            calls in prop::collection::vec((0u64..800, 0u64..18), 1..80),
+        ) {
+            let q = WindowQuota::new(limit, window).expect("valid");
+            let mut log = None;
+            let mut model: Vec<(u64, u64)> = Vec::new();
+            let mut now = 0;
+            for (gap, cost) in calls {
+                now += gap;
+                model.retain(|&(ts, _)| ts + window > now);
+                let used: u64 = model.iter().map(|e| e.1).sum();
+                let d = exact(&mut log, &q, now, cost);
+                prop_assert_eq!(d.allowed(), used + cost <= limit);
+                if d.allowed() && cost > 0 {
+                    model.push((now, cost));
+                }
+                let used: u64 = model.iter().map(|e| e.1).sum();
+                prop_assert_eq!(d.remaining, limit - used);
+                if let Retry::After(ms) = d.retry {
+                    // After the wait the model has room; one ms earlier it has not.
+                    let room_at = |t: u64| model.iter().filter(|e| e.0 + window > t).map(|e| e.1).sum::<u64>() + cost <= limit;
+                    prop_assert!(room_at(now + ms));
+                    prop_assert!(!room_at(now + ms - 1));
+                }
+            }
+        }
+
+        /// APPROX stays within its documented bound, and its waits are enough.
+        #[test]
+        fn approx_stays_within_its_bound(
+            limit in 1u64..15,
+            window in 1u64..3_000,
+            calls in prop::collection::vec((0u64..800, 0u64..18), 1..80),
+        ) {
+            let q = WindowQuota::new(limit, window).expect("valid");
+            let mut st = None;
+            let mut grants: Vec<(u64, u64)> = Vec::new();
+            let mut now = 0;
+            for (gap, cost) in calls {
+                now += gap;
+                let d = approx(&mut st, &q, now, cost);
+                if d.allowed() && cost > 0 {
+                    grants.push((now, cost));
+                }
+                if let Retry::After(ms) = d.retry {
+                    let probe = step_approx(st, &q, now + ms, cost);
+                    prop_assert!(probe.decision.allowed());
+                    if ms > 0 {
+                        prop_assert!(!step_approx(st, &q, now + ms - 1, cost).decision.allowed());
+                    }
+                }
+                let in_aligned: u64 = grants.iter().filter(|g| g.0 / window == now / window).map(|g| g.1).sum();
+                prop_assert!(in_aligned <= limit);
+                let trailing: u64 = grants.iter().filter(|g| g.0 + window > now).map(|g| g.1).sum();
+                prop_assert!(trailing <= 2 * limit);
+            }
+        }
+    }
+}

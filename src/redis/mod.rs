@@ -1,0 +1,3 @@
+//! Glue between the pure limiters and the server.
+
+pub mod args;
