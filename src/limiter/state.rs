@@ -127,7 +127,7 @@ impl State {
         }
         let (&tag, body) = rest.split_first().ok_or(DecodeError::Truncated)?;
         let mut pos = 0;
-        let mut u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
+        let u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
             u64::try_from(read_varint(body, pos)?).map_err(|_| DecodeError::Invalid)
         };
         let state = match tag {

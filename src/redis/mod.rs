@@ -1,3 +1,11 @@
-//! Glue between the pure limiters and the server.
+//! Glue between the pure limiters and the server: argument parsing, the
+//! custom data type, the clock, replication and `INFO`.
+//!
+//! Nothing here may panic: a panic inside a module aborts the server.
 
 pub mod args;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod datatype;
+pub mod info;

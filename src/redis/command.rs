@@ -1,0 +1,234 @@
+//! Command handlers: parse, read the clock once, run the pure limiter on the
+//! stored state, store and replicate the result, reply.
+
+use std::ffi::{c_char, CStr};
+
+use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::args::{self, Call};
+use super::datatype::{LimiterKey, SETSTATE};
+use super::{clock, config, info};
+use crate::limiter::{self, ApplyError, Decision, Quota, Retry, State};
+
+/// Keys never live longer than this (~1,115 years), whatever a quota says,
+/// so absolute expiry times cannot overflow.
+const MAX_TTL_MS: u64 = 1 << 45;
+
+/// How a command shapes its reply.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The five `RL.*` fields; a map under RESP3.
+    Rl,
+    /// redis-cell's `CL.THROTTLE` array, times in seconds.
+    Cell,
+}
+
+/// `RL.TOKENBUCKET key capacity rate cost`
+pub fn token_bucket(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    run(ctx, &argv, args::token_bucket, &info::TOKENBUCKET, Shape::Rl)
+}
+
+/// `RL.FIXEDWINDOW key limit window cost`
+pub fn fixed_window(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    run(ctx, &argv, args::fixed_window, &info::FIXEDWINDOW, Shape::Rl)
+}
+
+/// `RL.SLIDING key limit window cost [EXACT|APPROX]`
+pub fn sliding(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    run(ctx, &argv, args::sliding, &info::SLIDING, Shape::Rl)
+}
+
+/// `CL.THROTTLE key max_burst count period [quantity]`
+pub fn throttle(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    run(ctx, &argv, args::throttle, &info::THROTTLE, Shape::Cell)
+}
+
+fn run(
+    ctx: &Context,
+    argv: &[RedisString],
+    parse: fn(&[&[u8]]) -> Result<Call, String>,
+    counters: &info::Counters,
+    shape: Shape,
+) -> RedisResult {
+    // No command takes more than four arguments after the key; a fifth slot
+    // lets the parser see "too many" without allocating.
+    let mut slots: [&[u8]; 5] = [&[]; 5];
+    let (key, rest) = match argv {
+        [_, key, rest @ ..] => (Some(key), rest),
+        _ => (None, &[][..]),
+    };
+    let n = rest.len().min(slots.len());
+    for (slot, arg) in slots.iter_mut().zip(rest) {
+        *slot = arg.as_slice();
+    }
+    let call = parse(&slots[..n]).map_err(RedisError::String)?;
+    // parse() only succeeds with the right arity, which includes the key.
+    let Some(key) = key else {
+        return Err(RedisError::Str("ERR missing key"));
+    };
+    check_exact_log_size(&call.quota)?;
+
+    let now = clock::now_ms();
+    let mut lk = LimiterKey::open(ctx, key);
+    let outcome = limiter::apply(lk.state()?.as_deref(), &call.quota, now, call.cost)
+        .map_err(|e| apply_error(e, &call.quota))?;
+    if let Some(state) = outcome.new_state {
+        let ttl = outcome.decision.reset_after_ms.clamp(1, MAX_TTL_MS);
+        let at = now.saturating_add(ttl);
+        let payload = state.to_bytes();
+        lk.store(state)?;
+        lk.expire_at(at, ttl);
+        replicate(ctx, key, &payload, at);
+        // SAFETY: ctx and key are valid for this command.
+        unsafe {
+            if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+                signal(ctx.ctx, key.inner);
+            }
+        }
+    }
+    drop(lk);
+    counters.record(outcome.decision.allowed());
+    reply(ctx, &outcome.decision, shape);
+    Ok(RedisValue::NoReply)
+}
+
+/// Refuses `EXACT` quotas whose log could outgrow `ratelimit.exact-max-log`.
+fn check_exact_log_size(quota: &Quota) -> Result<(), RedisError> {
+    if let Quota::SlidingExact(q) = quota {
+        // At most one entry per millisecond, and one per granted unit.
+        let worst = q.limit().min(q.window_ms());
+        let max = config::exact_max_log();
+        if worst > max {
+            return Err(RedisError::String(format!(
+                "ERR RL.SLIDING EXACT with limit {} could keep {worst} log entries, above ratelimit.exact-max-log ({max}): use APPROX, or raise it with CONFIG SET ratelimit.exact-max-log",
+                q.limit()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn apply_error(e: ApplyError, quota: &Quota) -> RedisError {
+    match e {
+        ApplyError::WrongKind { stored, called } => RedisError::String(format!(
+            "WRONGTYPE key holds {} state, not {}: use that command on it, or DEL the key",
+            stored.command(),
+            called.command()
+        )),
+        ApplyError::Corrupt(d) => RedisError::String(format!(
+            "ERR {} state is damaged ({d}): DEL the key",
+            quota.kind().command()
+        )),
+    }
+}
+
+/// Sends replicas and the AOF the result, with an absolute expiry, so they
+/// never recompute with their own clock.
+fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
+    // SAFETY: "sbl" = RedisModuleString, (pointer, length) buffer, long long;
+    // all arguments outlive the call, which copies them.
+    unsafe {
+        if let Some(rep) = raw::RedisModule_Replicate {
+            rep(
+                ctx.ctx,
+                SETSTATE.as_ptr(),
+                c"sbl".as_ptr(),
+                key.inner,
+                payload.as_ptr().cast::<c_char>(),
+                payload.len(),
+                i64::try_from(at_ms).unwrap_or(i64::MAX),
+            );
+        }
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn reply(ctx: &Context, d: &Decision, shape: Shape) {
+    let c = ctx.ctx;
+    match shape {
+        Shape::Rl => {
+            let fields: [(&CStr, i64); 5] = [
+                (c"allowed", i64::from(d.allowed())),
+                (c"limit", to_i64(d.limit)),
+                (c"remaining", to_i64(d.remaining)),
+                (c"retry_after_ms", d.retry_after_ms()),
+                (c"reset_after_ms", to_i64(d.reset_after_ms)),
+            ];
+            if ctx.get_flags().contains(ContextFlags::FLAGS_RESP3) {
+                raw::reply_with_map(c, 5);
+                for (name, v) in fields {
+                    raw::reply_with_simple_string(c, name.as_ptr());
+                    raw::reply_with_long_long(c, v);
+                }
+            } else {
+                raw::reply_with_array(c, 5);
+                for (_, v) in fields {
+                    raw::reply_with_long_long(c, v);
+                }
+            }
+        }
+        Shape::Cell => {
+            let secs = |ms: u64| to_i64(ms.div_ceil(1000));
+            let retry = match d.retry {
+                Retry::After(ms) => secs(ms),
+                Retry::Now | Retry::Never => -1,
+            };
+            raw::reply_with_array(c, 5);
+            for v in [
+                i64::from(!d.allowed()),
+                to_i64(d.limit),
+                to_i64(d.remaining),
+                retry,
+                secs(d.reset_after_ms),
+            ] {
+                raw::reply_with_long_long(c, v);
+            }
+        }
+    }
+}
+
+/// `RL.SETSTATE key payload [at_ms]`: internal. Applies a state computed by a
+/// master (replication stream) or logged to the AOF. Refuses ordinary
+/// clients, who must not be able to forge limiter state.
+pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    let flags = ctx.get_flags();
+    if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
+        return Err(RedisError::Str(
+            "ERR RL.SETSTATE is internal: it is only accepted from a master or the AOF",
+        ));
+    }
+    let (key, payload, at) = match argv.as_slice() {
+        [_, k, p] => (k, p, None),
+        [_, k, p, at] => (k, p, Some(at)),
+        _ => return Err(RedisError::Str("ERR wrong number of arguments for RL.SETSTATE")),
+    };
+    let state = State::decode(payload.as_slice())
+        .map_err(|e| RedisError::String(format!("ERR RL.SETSTATE: {e}")))?;
+    let at_ms = match at {
+        Some(a) => Some(
+            a.parse_integer()
+                .ok()
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or(RedisError::Str("ERR RL.SETSTATE: bad expiry time"))?,
+        ),
+        None => None,
+    };
+    let mut lk = LimiterKey::open(ctx, key);
+    lk.replace(state)?;
+    if let Some(at_ms) = at_ms {
+        // SAFETY: reading a module API pointer.
+        if unsafe { raw::RedisModule_SetAbsExpire }.is_some() {
+            lk.expire_at(at_ms, 0);
+        } else {
+            // Redis 7.0 has no absolute expiry in the key API; PEXPIREAT
+            // keeps the master's instant exactly.
+            drop(lk);
+            let at = ctx.create_string(at_ms.to_string());
+            ctx.call("PEXPIREAT", &[key, &at][..])?;
+        }
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}

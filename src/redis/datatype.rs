@@ -1,0 +1,240 @@
+//! The `ratelimit` data type: one limiter's state per key.
+//!
+//! The value is a `Box<State>`. RDB holds one string: the versioned encoding
+//! of `crate::limiter::state`. The AOF rewrite emits `RL.SETSTATE key
+//! payload` (Redis adds the `PEXPIREAT` itself).
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
+
+use redis_module::{native_types::RedisType, raw, Context, RedisError, RedisString};
+
+use crate::limiter::State;
+
+/// Redis-level encoding version of the type. Payloads also carry their own
+/// format byte; both must be known or the load is refused.
+pub const ENCODING_VERSION: i32 = 1;
+
+pub static RATELIMIT_TYPE: RedisType = RedisType::new(
+    "ratelimit",
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        // 4 is the highest Redis 7.0 knows (copy, mem_usage2 ...); we use
+        // nothing newer.
+        version: 4,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        mem_usage: Some(mem_usage),
+        digest: Some(digest),
+        free: Some(free),
+        aux_load: None,
+        aux_save: None,
+        aux_save_triggers: 0,
+        free_effort: None,
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        mem_usage2: None,
+        free_effort2: None,
+        unlink2: None,
+        copy2: None,
+        aux_save2: None,
+    },
+);
+
+/// The internal command that carries a state to replicas and the AOF.
+pub const SETSTATE: &std::ffi::CStr = c"RL.SETSTATE";
+
+unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    if encver != ENCODING_VERSION {
+        // A newer build wrote this; guessing would corrupt limits.
+        raw::redis_log(
+            ptr::null_mut(),
+            &format!("ratelimit: refusing state with unknown encoding version {encver}"),
+        );
+        return ptr::null_mut();
+    }
+    let Ok(buf) = raw::load_string_buffer(rdb) else {
+        return ptr::null_mut();
+    };
+    match State::decode(buf.as_ref()) {
+        Ok(state) => Box::into_raw(Box::new(state)).cast(),
+        Err(e) => {
+            raw::redis_log(ptr::null_mut(), &format!("ratelimit: {e}"));
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Borrows the state behind a value pointer Redis hands back to us.
+///
+/// # Safety
+/// `value` must be a pointer this module produced with `Box::into_raw` of a
+/// `State` and not yet freed: Redis only ever passes back values of this type.
+unsafe fn state<'a>(value: *const c_void) -> Option<&'a State> {
+    // SAFETY: see the function's contract.
+    unsafe { value.cast::<State>().as_ref() }
+}
+
+unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    // SAFETY: Redis passes a value of this type.
+    if let Some(s) = unsafe { state(value) } {
+        raw::save_slice(rdb, &s.to_bytes());
+    }
+}
+
+unsafe extern "C" fn aof_rewrite(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    value: *mut c_void,
+) {
+    // SAFETY: Redis passes a value of this type.
+    let Some(s) = (unsafe { state(value) }) else {
+        return;
+    };
+    let bytes = s.to_bytes();
+    // SAFETY: "sb" takes a RedisModuleString and a (pointer, length) buffer;
+    // both live until the call returns.
+    unsafe {
+        if let Some(emit) = raw::RedisModule_EmitAOF {
+            emit(
+                aof,
+                SETSTATE.as_ptr(),
+                c"sb".as_ptr(),
+                key,
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len(),
+            );
+        }
+    }
+}
+
+unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
+    // SAFETY: Redis passes a value of this type.
+    unsafe { state(value) }.map_or(0, |s| std::mem::size_of::<State>() + s.heap_size())
+}
+
+unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+    // SAFETY: Redis passes a value of this type.
+    let Some(s) = (unsafe { state(value) }) else {
+        return;
+    };
+    let mut bytes = s.to_bytes();
+    // SAFETY: the buffer outlives the calls; the digest API copies it.
+    unsafe {
+        if let (Some(add), Some(end)) = (
+            raw::RedisModule_DigestAddStringBuffer,
+            raw::RedisModule_DigestEndSequence,
+        ) {
+            add(md, bytes.as_mut_ptr().cast::<c_char>(), bytes.len());
+            end(md);
+        }
+    }
+}
+
+unsafe extern "C" fn free(value: *mut c_void) {
+    if !value.is_null() {
+        // SAFETY: the value came from Box::into_raw and is freed once.
+        drop(unsafe { Box::from_raw(value.cast::<State>()) });
+    }
+}
+
+unsafe extern "C" fn copy(
+    _from: *mut raw::RedisModuleString,
+    _to: *mut raw::RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    // SAFETY: Redis passes a value of this type.
+    match unsafe { state(value) } {
+        Some(s) => Box::into_raw(Box::new(s.clone())).cast(),
+        None => ptr::null_mut(),
+    }
+}
+
+/// A key opened for reading and writing, closed on drop.
+pub struct LimiterKey {
+    key: *mut raw::RedisModuleKey,
+}
+
+impl LimiterKey {
+    pub fn open(ctx: &Context, name: &RedisString) -> Self {
+        let key = raw::open_key(
+            ctx.ctx,
+            name.inner,
+            raw::KeyMode::READ | raw::KeyMode::WRITE,
+        );
+        Self { key }
+    }
+
+    /// The state the key holds; `None` when the key does not exist;
+    /// `WRONGTYPE` when it holds another Redis type.
+    pub fn state(&mut self) -> Result<Option<&mut State>, RedisError> {
+        // SAFETY: `self.key` is an open key for the life of `self`.
+        unsafe {
+            let (Some(key_type), Some(get_type), Some(get_value)) = (
+                raw::RedisModule_KeyType,
+                raw::RedisModule_ModuleTypeGetType,
+                raw::RedisModule_ModuleTypeGetValue,
+            ) else {
+                return Err(RedisError::Str("ERR module API unavailable"));
+            };
+            if self.key.is_null() || key_type(self.key) == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
+                return Ok(None);
+            }
+            if key_type(self.key) != raw::REDISMODULE_KEYTYPE_MODULE as c_int
+                || get_type(self.key) != *RATELIMIT_TYPE.raw_type.borrow()
+            {
+                return Err(RedisError::WrongType);
+            }
+            Ok(get_value(self.key).cast::<State>().as_mut())
+        }
+    }
+
+    /// Stores `state`, in place when the key already holds one (keeping the
+    /// allocation), else as a new value.
+    pub fn store(&mut self, state: State) -> Result<(), RedisError> {
+        if let Some(slot) = self.state()? {
+            *slot = state;
+            return Ok(());
+        }
+        self.replace(state)
+    }
+
+    /// Stores `state` whatever the key held before.
+    pub fn replace(&mut self, state: State) -> Result<(), RedisError> {
+        let value = Box::into_raw(Box::new(state)).cast::<c_void>();
+        // SAFETY: the key is open for writing; on success Redis owns `value`
+        // and frees it through `free`.
+        let status = unsafe {
+            raw::RedisModule_ModuleTypeSetValue.map_or(raw::REDISMODULE_ERR as c_int, |set| {
+                set(self.key, *RATELIMIT_TYPE.raw_type.borrow(), value)
+            })
+        };
+        if status != raw::REDISMODULE_OK as c_int {
+            // SAFETY: Redis did not take the value; reclaim it.
+            drop(unsafe { Box::from_raw(value.cast::<State>()) });
+            return Err(RedisError::Str("ERR could not store the limiter state"));
+        }
+        Ok(())
+    }
+
+    /// Sets the key to expire at `at_ms` (absolute); `ttl_ms` is the same
+    /// instant relative to the command's clock, for servers older than 7.2.
+    pub fn expire_at(&mut self, at_ms: u64, ttl_ms: u64) {
+        // SAFETY: the key is open for writing and holds a value.
+        unsafe {
+            if let Some(set_abs) = raw::RedisModule_SetAbsExpire {
+                set_abs(self.key, i64::try_from(at_ms).unwrap_or(i64::MAX));
+            } else if let Some(set_rel) = raw::RedisModule_SetExpire {
+                set_rel(self.key, i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+impl Drop for LimiterKey {
+    fn drop(&mut self) {
+        raw::close_key(self.key);
+    }
+}
