@@ -1,0 +1,281 @@
+//! State survives replication, reload, restart from RDB and AOF, DUMP/RESTORE,
+//! COPY and RENAME; damaged payloads are refused, never crash the server.
+
+mod common;
+
+use common::{err, ok, snapshot, wait_until, Flavor, Server};
+use std::time::Duration;
+
+/// A few calls on each algorithm, leaving keys in varied states.
+const WORKLOAD: &[&str] = &[
+    "RL.TOKENBUCKET tb 10 0.5 3",
+    "RL.TOKENBUCKET tb 10 0.5 4",
+    "RL.TOKENBUCKET tb 10 0.5 9",
+    "RL.FIXEDWINDOW fw 5 3600 2",
+    "RL.FIXEDWINDOW fw 5 3600 1",
+    "RL.SLIDING se 6 600 1",
+    "RL.SLIDING se 6 600 2",
+    "RL.SLIDING se 6 600 1",
+    "RL.SLIDING sa 6 600 4 APPROX",
+    "RL.SLIDING sa 6 600 1 APPROX",
+    "CL.THROTTLE ct 5 10 60 2",
+];
+const KEYS: [&str; 5] = ["tb", "fw", "se", "sa", "ct"];
+
+fn run_workload(c: &mut redis::Connection) {
+    for line in WORKLOAD {
+        let mut cmd = redis::Cmd::new();
+        for w in line.split_whitespace() {
+            cmd.arg(w);
+        }
+        let _: Vec<i64> = cmd.query(c).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+}
+
+fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
+    KEYS.iter().map(|k| snapshot(c, k)).collect()
+}
+
+fn repl_offset(c: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("replication").query(c).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("master_repl_offset")
+}
+
+/// The replica holds exactly the master's state (value and absolute expiry),
+/// and denied calls and `cost 0` send replicas nothing.
+fn replica_holds_exactly_the_masters_state(f: Flavor) {
+    let master = Server::start(f);
+    let replica = master.replica();
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    run_workload(&mut m);
+    let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).expect("WAIT");
+    for key in KEYS {
+        let (mv, mat) = snapshot(&mut m, key);
+        let (rv, rat) = snapshot(&mut r, key);
+        assert_eq!(mv, rv, "{key}: replica value differs");
+        let d1: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg(key).query(&mut m).expect("digest");
+        let d2: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg(key).query(&mut r).expect("digest");
+        assert_eq!(d1, d2, "{key}");
+        if f.exact_expiry() {
+            assert_eq!(mat, rat, "{key}: replica expiry differs");
+        } else {
+            // Redis 7.0 sets the master's TTL relative to its clock.
+            assert!((0..=1).contains(&(mat - rat)), "{key}: master {mat} replica {rat}");
+        }
+    }
+    // Denied calls and inspections replicate nothing.
+    let before = repl_offset(&mut m);
+    ok(&mut m, "RL.TOKENBUCKET tb 10 0.5 9");
+    ok(&mut m, "RL.TOKENBUCKET tb 10 0.5 0");
+    ok(&mut m, "RL.SLIDING se 6 600 0");
+    ok(&mut m, "RL.FIXEDWINDOW fw 5 3600 0");
+    assert_eq!(repl_offset(&mut m), before, "denied or cost-0 calls were replicated");
+    // Ordinary clients cannot forge state on the replica either.
+    let e = err(&mut r, "RL.SETSTATE tb x");
+    assert!(e.starts_with("READONLY") || e.starts_with("ERR RL.SETSTATE is internal"), "{e}");
+}
+
+/// Many random calls across all algorithms: replica state equals the master's.
+fn replica_matches_after_many_random_calls(f: Flavor) {
+    let master = Server::start(f);
+    let replica = master.replica();
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let n = 100_000;
+    let mut pipe = redis::pipe();
+    for _ in 0..n {
+        let key = format!("r:{}", next() % 50);
+        let cost = next() % 4;
+        let line = match next() % 4 {
+            0 => format!("RL.TOKENBUCKET {key}:tb 8 2 {cost}"),
+            1 => format!("RL.FIXEDWINDOW {key}:fw 8 0.5 {cost}"),
+            2 => format!("RL.SLIDING {key}:se 8 0.5 {cost}"),
+            _ => format!("RL.SLIDING {key}:sa 8 0.5 {cost} APPROX"),
+        };
+        let mut cmd = redis::Cmd::new();
+        for w in line.split_whitespace() {
+            cmd.arg(w);
+        }
+        pipe.add_command(cmd).ignore();
+    }
+    let _: () = pipe.query(&mut m).expect("pipeline");
+    let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).expect("WAIT");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("r:*").query(&mut m).expect("KEYS");
+    assert!(!keys.is_empty());
+    let mut compared = 0;
+    for key in &keys {
+        let a: Option<Vec<u8>> = redis::cmd("DUMP").arg(key).query(&mut m).expect("DUMP");
+        let b: Option<Vec<u8>> = redis::cmd("DUMP").arg(key).query(&mut r).expect("DUMP");
+        // A key may expire on the master between the two reads; when both
+        // exist they must be equal.
+        if let (Some(a), Some(b)) = (a, b) {
+            assert_eq!(a, b, "{key}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 100, "only {compared} keys compared");
+}
+
+fn state_survives_debug_reload(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    run_workload(&mut c);
+    let before = snapshots(&mut c);
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).expect("DEBUG RELOAD");
+    assert_eq!(snapshots(&mut c), before);
+    // Decisions continue from the stored state: 3+4 of 10 tokens were taken.
+    let r = ok(&mut c, "RL.TOKENBUCKET tb 10 0.5 0");
+    assert!(r.remaining <= 4, "{r:?}");
+}
+
+fn state_survives_restart_from_rdb(f: Flavor) {
+    let mut s = Server::start(f);
+    let mut c = s.conn();
+    run_workload(&mut c);
+    let before = snapshots(&mut c);
+    let _: () = redis::cmd("SAVE").query(&mut c).expect("SAVE");
+    s.restart();
+    let mut c = s.conn();
+    assert_eq!(snapshots(&mut c), before);
+}
+
+/// AOF without and with the RDB preamble, before and after a rewrite.
+fn state_survives_restart_from_aof(f: Flavor) {
+    for preamble in ["no", "yes"] {
+        let mut s = Server::start_with(
+            f,
+            &["--appendonly", "yes", "--aof-use-rdb-preamble", preamble, "--appendfsync", "always"],
+        );
+        let mut c = s.conn();
+        run_workload(&mut c);
+        let before = snapshots(&mut c);
+        s.restart();
+        let mut c = s.conn();
+        assert_eq!(snapshots(&mut c), before, "AOF replay, preamble {preamble}");
+
+        let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).expect("BGREWRITEAOF");
+        wait_until(Duration::from_secs(20), "AOF rewrite", || {
+            let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap_or_default();
+            info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+        });
+        s.restart();
+        let mut c = s.conn();
+        assert_eq!(snapshots(&mut c), before, "rewritten AOF, preamble {preamble}");
+    }
+}
+
+fn dump_restore_copy_and_rename_keep_state(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    run_workload(&mut c);
+    for key in KEYS {
+        let (value, at) = snapshot(&mut c, key);
+        let copy = format!("{key}:restored");
+        let _: () = redis::cmd("RESTORE").arg(&copy).arg(at).arg(&value).arg("ABSTTL").query(&mut c).expect("RESTORE");
+        assert_eq!(snapshot(&mut c, &copy), (value.clone(), at), "{key}");
+        let dup = format!("{key}:copy");
+        let _: i64 = redis::cmd("COPY").arg(key).arg(&dup).query(&mut c).expect("COPY");
+        assert_eq!(snapshot(&mut c, &dup), (value.clone(), at), "{key}");
+        let moved = format!("{key}:moved");
+        let _: () = redis::cmd("RENAME").arg(key).arg(&moved).query(&mut c).expect("RENAME");
+        assert_eq!(snapshot(&mut c, &moved), (value, at), "{key}");
+        let usage: i64 = redis::cmd("MEMORY").arg("USAGE").arg(&moved).query(&mut c).expect("MEMORY USAGE");
+        assert!(usage > 0);
+    }
+    // The copy is independent of the original.
+    ok(&mut c, "RL.TOKENBUCKET tb:copy 10 0.5 1");
+    assert_ne!(snapshot(&mut c, "tb:copy").0, snapshot(&mut c, "tb:moved").0);
+}
+
+/// Redis's CRC-64 (Jones), as DUMP payloads carry it.
+fn crc64(data: &[u8]) -> u64 {
+    const POLY: u64 = 0x95ac_9329_ac4b_c9b5;
+    let mut crc = 0u64;
+    for &b in data {
+        crc ^= u64::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY } else { crc >> 1 };
+        }
+    }
+    crc
+}
+
+/// Re-signs a DUMP payload whose body was edited.
+fn resign(mut payload: Vec<u8>) -> Vec<u8> {
+    let n = payload.len() - 8;
+    payload.truncate(n);
+    let crc = crc64(&payload);
+    payload.extend_from_slice(&crc.to_le_bytes());
+    payload
+}
+
+/// A payload from a newer build (unknown encoding), a damaged state and a
+/// truncated one are refused with an error; the server lives on.
+fn damaged_restore_payloads_are_refused(f: Flavor) {
+    assert_eq!(crc64(b"123456789"), 0xe9c6_d914_c4b8_d9ca);
+    let s = Server::start(f);
+    let mut c = s.conn();
+    ok(&mut c, "RL.TOKENBUCKET tb 10 0.5 3");
+    let (good, _) = snapshot(&mut c, "tb");
+    // [7 = module type][0x81 + 8-byte module id, encver in the low bits]
+    // [5 = string opcode][length][state: format, tag, ...][0 = EOF][version][crc]
+    assert_eq!(good[0], 7, "module value");
+    assert_eq!(good[1], 0x81);
+    assert_eq!(good[9] & 0x03, 1, "encoding version 1");
+    assert_eq!(good[10], 5);
+    let len = usize::from(good[11]);
+    assert_eq!(good[12], 1, "state format 1");
+
+    let restore = |c: &mut redis::Connection, key: &str, payload: &[u8]| -> Result<(), String> {
+        redis::cmd("RESTORE").arg(key).arg(0).arg(payload).query::<()>(c).map_err(|e| common::error_text(&e))
+    };
+    restore(&mut c, "ok", &good).expect("the untouched payload restores");
+
+    let mut newer_encver = good.clone();
+    newer_encver[9] = (newer_encver[9] & !0x03) | 2;
+    let mut newer_format = good.clone();
+    newer_format[12] = 2;
+    let mut unknown_algo = good.clone();
+    unknown_algo[13] = 77;
+    let mut truncated = good[..12 + len - 1].to_vec();
+    truncated[11] -= 1;
+    truncated.extend_from_slice(&good[12 + len..]);
+    let mut flipped = good.clone();
+    flipped[14] ^= 0xff;
+    for (name, payload) in [
+        ("newer encoding version", resign(newer_encver)),
+        ("newer state format", resign(newer_format)),
+        ("unknown algorithm", resign(unknown_algo)),
+        ("truncated state", resign(truncated)),
+        ("bad checksum", flipped),
+        ("cut payload", good[..good.len() - 12].to_vec()),
+    ] {
+        let e = restore(&mut c, "bad", &payload).expect_err(name);
+        assert!(e.starts_with("ERR"), "{name}: {e}");
+        let n: i64 = redis::cmd("EXISTS").arg("bad").query(&mut c).expect("EXISTS");
+        assert_eq!(n, 0, "{name}");
+    }
+    let pong: String = redis::cmd("PING").query(&mut c).expect("alive");
+    assert_eq!(pong, "PONG");
+}
+
+on_both_servers!(
+    replica_holds_exactly_the_masters_state,
+    replica_matches_after_many_random_calls,
+    state_survives_debug_reload,
+    state_survives_restart_from_rdb,
+    state_survives_restart_from_aof,
+    dump_restore_copy_and_rename_keep_state,
+    damaged_restore_payloads_are_refused,
+);
