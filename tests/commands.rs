@@ -37,10 +37,19 @@ fn readme_example(f: Flavor) {
     let mut c = s.conn();
     let r = ok(&mut c, "RL.TOKENBUCKET user:1 10 1 1");
     assert_eq!(
-        (r.allowed, r.limit, r.remaining, r.retry_after_ms, r.reset_after_ms),
+        (
+            r.allowed,
+            r.limit,
+            r.remaining,
+            r.retry_after_ms,
+            r.reset_after_ms
+        ),
         (1, 10, 9, 0, 1000)
     );
-    let t: String = redis::cmd("TYPE").arg("user:1").query(&mut c).expect("TYPE");
+    let t: String = redis::cmd("TYPE")
+        .arg("user:1")
+        .query(&mut c)
+        .expect("TYPE");
     assert_eq!(t, "ratelimit");
 }
 
@@ -51,7 +60,12 @@ fn each_algorithm_grants_exactly_its_limit(f: Flavor) {
         let key = format!("k:{}", a.name);
         for left in (0..5).rev() {
             let r = ok(&mut c, &(a.line)(&key, 5, 1));
-            assert_eq!((r.allowed, r.limit, r.remaining, r.retry_after_ms), (1, 5, left, 0), "{}", a.name);
+            assert_eq!(
+                (r.allowed, r.limit, r.remaining, r.retry_after_ms),
+                (1, 5, left, 0),
+                "{}",
+                a.name
+            );
             assert!(r.reset_after_ms > 0, "{}", a.name);
         }
         let r = ok(&mut c, &(a.line)(&key, 5, 1));
@@ -59,10 +73,19 @@ fn each_algorithm_grants_exactly_its_limit(f: Flavor) {
         assert!(r.retry_after_ms > 0, "{}: {r:?}", a.name);
         // The key's TTL is its reset time.
         let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut c).expect("PTTL");
-        assert!(pttl > 0 && pttl <= r.reset_after_ms && r.reset_after_ms - pttl < 1_000, "{}: pttl {pttl} vs {r:?}", a.name);
+        assert!(
+            pttl > 0 && pttl <= r.reset_after_ms && r.reset_after_ms - pttl < 1_000,
+            "{}: pttl {pttl} vs {r:?}",
+            a.name
+        );
         // A cost above the limit can never be granted.
         let r = ok(&mut c, &(a.line)(&format!("{key}:big"), 5, 6));
-        assert_eq!((r.allowed, r.retry_after_ms, r.remaining), (0, -1, 5), "{}", a.name);
+        assert_eq!(
+            (r.allowed, r.retry_after_ms, r.remaining),
+            (0, -1, 5),
+            "{}",
+            a.name
+        );
     }
 }
 
@@ -72,8 +95,16 @@ fn cost_zero_inspects_without_writing(f: Flavor) {
     for a in &ALGOS {
         let fresh = format!("fresh:{}", a.name);
         let r = ok(&mut c, &(a.line)(&fresh, 3, 0));
-        assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (1, 3, 0), "{}", a.name);
-        let exists: i64 = redis::cmd("EXISTS").arg(&fresh).query(&mut c).expect("EXISTS");
+        assert_eq!(
+            (r.allowed, r.remaining, r.reset_after_ms),
+            (1, 3, 0),
+            "{}",
+            a.name
+        );
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&fresh)
+            .query(&mut c)
+            .expect("EXISTS");
         assert_eq!(exists, 0, "{}: cost 0 created a key", a.name);
 
         let key = format!("used:{}", a.name);
@@ -84,13 +115,21 @@ fn cost_zero_inspects_without_writing(f: Flavor) {
         assert_eq!((r.allowed, r.remaining), (1, 1), "{}", a.name);
         let r = ok(&mut c, &(a.line)(&key, 3, 2));
         assert_eq!(r.allowed, 0, "{}", a.name);
-        assert_eq!(changes(&mut c), dirty, "{}: inspect or denial dirtied the dataset", a.name);
+        assert_eq!(
+            changes(&mut c),
+            dirty,
+            "{}: inspect or denial dirtied the dataset",
+            a.name
+        );
         assert_eq!(common::snapshot(&mut c, &key), before, "{}", a.name);
     }
 }
 
 fn changes(c: &mut redis::Connection) -> String {
-    let info: String = redis::cmd("INFO").arg("persistence").query(c).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(c)
+        .expect("INFO");
     info.lines()
         .find(|l| l.starts_with("rdb_changes_since_last_save:"))
         .expect("rdb_changes_since_last_save")
@@ -145,11 +184,21 @@ fn bad_input_gets_a_clear_error(f: Flavor) {
     ];
     for (line, want) in &table {
         let got = err(&mut c, line);
-        assert!(got.starts_with(want), "{}: got {got:?}, want {want:?}", &line[..line.len().min(60)]);
+        assert!(
+            got.starts_with(want),
+            "{}: got {got:?}, want {want:?}",
+            &line[..line.len().min(60)]
+        );
         assert!(got.len() < 300, "error too long: {} bytes", got.len());
     }
     // An empty-string argument.
-    let e = redis::cmd("RL.TOKENBUCKET").arg("tb").arg("").arg("1").arg("1").query::<redis::Value>(&mut c).expect_err("empty");
+    let e = redis::cmd("RL.TOKENBUCKET")
+        .arg("tb")
+        .arg("")
+        .arg("1")
+        .arg("1")
+        .query::<redis::Value>(&mut c)
+        .expect_err("empty");
     assert!(common::error_text(&e).starts_with("ERR capacity must be"));
     // Nothing was lost or changed, and the server is alive.
     assert_eq!(common::snapshot(&mut c, "tb"), before);
@@ -162,12 +211,24 @@ fn bad_input_gets_a_clear_error(f: Flavor) {
 fn wrong_types_are_refused_not_crashed(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
-    let _: () = redis::cmd("SET").arg("str").arg("keep").query(&mut c).expect("SET");
-    let _: () = redis::cmd("LPUSH").arg("list").arg("x").query(&mut c).expect("LPUSH");
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("keep")
+        .query(&mut c)
+        .expect("SET");
+    let _: () = redis::cmd("LPUSH")
+        .arg("list")
+        .arg("x")
+        .query(&mut c)
+        .expect("LPUSH");
     for a in &ALGOS {
         for key in ["str", "list"] {
             let e = err(&mut c, &(a.line)(key, 5, 1));
-            assert!(e.starts_with("WRONGTYPE Operation against a key holding the wrong kind of value"), "{}: {e}", a.name);
+            assert!(
+                e.starts_with("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                "{}: {e}",
+                a.name
+            );
         }
     }
     let e = err(&mut c, "CL.THROTTLE str 1 1 1");
@@ -181,9 +242,16 @@ fn wrong_types_are_refused_not_crashed(f: Flavor) {
         "WRONGTYPE key holds RL.TOKENBUCKET state, not RL.FIXEDWINDOW: use that command on it, or DEL the key"
     );
     ok(&mut c, "RL.SLIDING sw 5 1 1");
-    assert!(err(&mut c, "RL.SLIDING sw 5 1 1 APPROX").starts_with("WRONGTYPE key holds RL.SLIDING EXACT state, not RL.SLIDING APPROX"));
+    assert!(err(&mut c, "RL.SLIDING sw 5 1 1 APPROX")
+        .starts_with("WRONGTYPE key holds RL.SLIDING EXACT state, not RL.SLIDING APPROX"));
     // CL.THROTTLE shares the token bucket's state.
-    let v: Vec<i64> = redis::cmd("CL.THROTTLE").arg("tb").arg(4).arg(1).arg(1).query(&mut c).expect("CL.THROTTLE");
+    let v: Vec<i64> = redis::cmd("CL.THROTTLE")
+        .arg("tb")
+        .arg(4)
+        .arg(1)
+        .arg(1)
+        .query(&mut c)
+        .expect("CL.THROTTLE");
     assert_eq!(v[0], 0);
 }
 
@@ -197,10 +265,15 @@ fn concurrent_clients_get_exactly_the_limit(f: Flavor) {
             .map(|_| {
                 let mut c = s.conn();
                 let line = line.clone();
-                std::thread::spawn(move || (0..5).filter(|_| ok(&mut c, &line).allowed == 1).count())
+                std::thread::spawn(move || {
+                    (0..5).filter(|_| ok(&mut c, &line).allowed == 1).count()
+                })
             })
             .collect();
-        let granted: usize = handles.into_iter().map(|h| h.join().expect("client thread")).sum();
+        let granted: usize = handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .sum();
         assert_eq!(granted, 100, "{}", a.name);
     }
 }
@@ -208,7 +281,13 @@ fn concurrent_clients_get_exactly_the_limit(f: Flavor) {
 fn resp3_replies_are_maps(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn_resp3();
-    let v: redis::Value = redis::cmd("RL.TOKENBUCKET").arg("k").arg(10).arg(1).arg(1).query(&mut c).expect("call");
+    let v: redis::Value = redis::cmd("RL.TOKENBUCKET")
+        .arg("k")
+        .arg(10)
+        .arg(1)
+        .arg(1)
+        .query(&mut c)
+        .expect("call");
     let redis::Value::Map(pairs) = v else {
         panic!("RESP3 reply is not a map: {v:?}")
     };
@@ -221,10 +300,16 @@ fn resp3_replies_are_maps(f: Flavor) {
             )
         })
         .collect();
-    let want: HashMap<String, i64> = [("allowed", 1), ("limit", 10), ("remaining", 9), ("retry_after_ms", 0), ("reset_after_ms", 1000)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let want: HashMap<String, i64> = [
+        ("allowed", 1),
+        ("limit", 10),
+        ("remaining", 9),
+        ("retry_after_ms", 0),
+        ("reset_after_ms", 1000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     assert_eq!(m, want);
 }
 
@@ -235,7 +320,10 @@ fn info_counts_calls_allowed_and_denied(f: Flavor) {
     ok(&mut c, "RL.TOKENBUCKET k 1 0.001 1");
     ok(&mut c, "RL.SLIDING s 1 10 1 APPROX");
     let _ = err(&mut c, "RL.TOKENBUCKET k x 1 1");
-    let info: String = redis::cmd("INFO").arg("ratelimit").query(&mut c).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("ratelimit")
+        .query(&mut c)
+        .expect("INFO");
     for field in [
         "ratelimit_tokenbucket_calls:2",
         "ratelimit_tokenbucket_allowed:1",
@@ -251,7 +339,14 @@ fn throttle_speaks_redis_cell(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
     let t = |c: &mut redis::Connection, q: u64| -> Vec<i64> {
-        redis::cmd("CL.THROTTLE").arg("user123").arg(15).arg(30).arg(60).arg(q).query(c).expect("CL.THROTTLE")
+        redis::cmd("CL.THROTTLE")
+            .arg("user123")
+            .arg(15)
+            .arg(30)
+            .arg(60)
+            .arg(q)
+            .query(c)
+            .expect("CL.THROTTLE")
     };
     // [limited, limit, remaining, retry_after_s, reset_after_s]
     assert_eq!(t(&mut c, 1), vec![0, 16, 15, -1, 2]);
@@ -266,9 +361,17 @@ fn throttle_speaks_redis_cell(f: Flavor) {
 fn exact_log_size_is_configurable(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("ratelimit.exact-max-log").arg(10).query(&mut c).expect("CONFIG SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("ratelimit.exact-max-log")
+        .arg(10)
+        .query(&mut c)
+        .expect("CONFIG SET");
     let e = err(&mut c, "RL.SLIDING k 11 60 1");
-    assert!(e.contains("ratelimit.exact-max-log (10): use APPROX"), "{e}");
+    assert!(
+        e.contains("ratelimit.exact-max-log (10): use APPROX"),
+        "{e}"
+    );
     assert_eq!(ok(&mut c, "RL.SLIDING k 10 60 1").allowed, 1);
     assert_eq!(ok(&mut c, "RL.SLIDING a 11 60 1 APPROX").allowed, 1);
     // A window shorter than the limit bounds the log too: 5 ms, 5 entries.
@@ -295,7 +398,12 @@ fn changing_parameters_takes_effect(f: Flavor) {
 fn small_windows_refill_for_real(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
-    for line in ["RL.TOKENBUCKET k 2 20 2", "RL.FIXEDWINDOW f 2 0.1 2", "RL.SLIDING s 2 0.1 2", "RL.SLIDING a 2 0.1 2 APPROX"] {
+    for line in [
+        "RL.TOKENBUCKET k 2 20 2",
+        "RL.FIXEDWINDOW f 2 0.1 2",
+        "RL.SLIDING s 2 0.1 2",
+        "RL.SLIDING a 2 0.1 2 APPROX",
+    ] {
         // A window may roll between two calls; the next call is then denied.
         let r = (0..10)
             .map(|_| ok(&mut c, line))
@@ -304,7 +412,11 @@ fn small_windows_refill_for_real(f: Flavor) {
         std::thread::sleep(std::time::Duration::from_millis(r.retry_after_ms as u64));
         // Waiting exactly retry_after_ms must be enough.
         let again = call(&mut c, line).expect("call");
-        assert_eq!(again.allowed, 1, "{line} after {}ms: {again:?}", r.retry_after_ms);
+        assert_eq!(
+            again.allowed, 1,
+            "{line} after {}ms: {again:?}",
+            r.retry_after_ms
+        );
     }
     // Idle keys vanish once full again.
     std::thread::sleep(std::time::Duration::from_millis(250));

@@ -37,7 +37,10 @@ fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
 }
 
 fn repl_offset(c: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("replication").query(c).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(c)
+        .expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix("master_repl_offset:"))
         .and_then(|v| v.trim().parse().ok())
@@ -52,19 +55,34 @@ fn replica_holds_exactly_the_masters_state(f: Flavor) {
     let mut m = master.conn();
     let mut r = replica.conn();
     run_workload(&mut m);
-    let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).expect("WAIT");
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut m)
+        .expect("WAIT");
     for key in KEYS {
         let (mv, mat) = snapshot(&mut m, key);
         let (rv, rat) = snapshot(&mut r, key);
         assert_eq!(mv, rv, "{key}: replica value differs");
-        let d1: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg(key).query(&mut m).expect("digest");
-        let d2: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg(key).query(&mut r).expect("digest");
+        let d1: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(key)
+            .query(&mut m)
+            .expect("digest");
+        let d2: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(key)
+            .query(&mut r)
+            .expect("digest");
         assert_eq!(d1, d2, "{key}");
         if f.exact_expiry() {
             assert_eq!(mat, rat, "{key}: replica expiry differs");
         } else {
             // Redis 7.0 sets the master's TTL relative to its clock.
-            assert!((0..=1).contains(&(mat - rat)), "{key}: master {mat} replica {rat}");
+            assert!(
+                (0..=1).contains(&(mat - rat)),
+                "{key}: master {mat} replica {rat}"
+            );
         }
     }
     // Denied calls and inspections replicate nothing.
@@ -73,10 +91,17 @@ fn replica_holds_exactly_the_masters_state(f: Flavor) {
     ok(&mut m, "RL.TOKENBUCKET tb 10 0.5 0");
     ok(&mut m, "RL.SLIDING se 6 600 0");
     ok(&mut m, "RL.FIXEDWINDOW fw 5 3600 0");
-    assert_eq!(repl_offset(&mut m), before, "denied or cost-0 calls were replicated");
+    assert_eq!(
+        repl_offset(&mut m),
+        before,
+        "denied or cost-0 calls were replicated"
+    );
     // Ordinary clients cannot forge state on the replica either.
     let e = err(&mut r, "RL.SETSTATE tb x");
-    assert!(e.starts_with("READONLY") || e.starts_with("ERR RL.SETSTATE is internal"), "{e}");
+    assert!(
+        e.starts_with("READONLY") || e.starts_with("ERR RL.SETSTATE is internal"),
+        "{e}"
+    );
 }
 
 /// Many random calls across all algorithms: replica state equals the master's.
@@ -110,7 +135,11 @@ fn replica_matches_after_many_random_calls(f: Flavor) {
         pipe.add_command(cmd).ignore();
     }
     let _: () = pipe.query(&mut m).expect("pipeline");
-    let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).expect("WAIT");
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut m)
+        .expect("WAIT");
     let keys: Vec<String> = redis::cmd("KEYS").arg("r:*").query(&mut m).expect("KEYS");
     assert!(!keys.is_empty());
     let mut compared = 0;
@@ -132,7 +161,10 @@ fn state_survives_debug_reload(f: Flavor) {
     let mut c = s.conn();
     run_workload(&mut c);
     let before = snapshots(&mut c);
-    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).expect("DEBUG RELOAD");
+    let _: () = redis::cmd("DEBUG")
+        .arg("RELOAD")
+        .query(&mut c)
+        .expect("DEBUG RELOAD");
     assert_eq!(snapshots(&mut c), before);
     // Decisions continue from the stored state: 3+4 of 10 tokens were taken.
     let r = ok(&mut c, "RL.TOKENBUCKET tb 10 0.5 0");
@@ -155,7 +187,14 @@ fn state_survives_restart_from_aof(f: Flavor) {
     for preamble in ["no", "yes"] {
         let mut s = Server::start_with(
             f,
-            &["--appendonly", "yes", "--aof-use-rdb-preamble", preamble, "--appendfsync", "always"],
+            &[
+                "--appendonly",
+                "yes",
+                "--aof-use-rdb-preamble",
+                preamble,
+                "--appendfsync",
+                "always",
+            ],
         );
         let mut c = s.conn();
         run_workload(&mut c);
@@ -164,14 +203,23 @@ fn state_survives_restart_from_aof(f: Flavor) {
         let mut c = s.conn();
         assert_eq!(snapshots(&mut c), before, "AOF replay, preamble {preamble}");
 
-        let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).expect("BGREWRITEAOF");
+        let _: String = redis::cmd("BGREWRITEAOF")
+            .query(&mut c)
+            .expect("BGREWRITEAOF");
         wait_until(Duration::from_secs(20), "AOF rewrite", || {
-            let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap_or_default();
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query(&mut c)
+                .unwrap_or_default();
             info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
         });
         s.restart();
         let mut c = s.conn();
-        assert_eq!(snapshots(&mut c), before, "rewritten AOF, preamble {preamble}");
+        assert_eq!(
+            snapshots(&mut c),
+            before,
+            "rewritten AOF, preamble {preamble}"
+        );
     }
 }
 
@@ -182,20 +230,41 @@ fn dump_restore_copy_and_rename_keep_state(f: Flavor) {
     for key in KEYS {
         let (value, at) = snapshot(&mut c, key);
         let copy = format!("{key}:restored");
-        let _: () = redis::cmd("RESTORE").arg(&copy).arg(at).arg(&value).arg("ABSTTL").query(&mut c).expect("RESTORE");
+        let _: () = redis::cmd("RESTORE")
+            .arg(&copy)
+            .arg(at)
+            .arg(&value)
+            .arg("ABSTTL")
+            .query(&mut c)
+            .expect("RESTORE");
         assert_eq!(snapshot(&mut c, &copy), (value.clone(), at), "{key}");
         let dup = format!("{key}:copy");
-        let _: i64 = redis::cmd("COPY").arg(key).arg(&dup).query(&mut c).expect("COPY");
+        let _: i64 = redis::cmd("COPY")
+            .arg(key)
+            .arg(&dup)
+            .query(&mut c)
+            .expect("COPY");
         assert_eq!(snapshot(&mut c, &dup), (value.clone(), at), "{key}");
         let moved = format!("{key}:moved");
-        let _: () = redis::cmd("RENAME").arg(key).arg(&moved).query(&mut c).expect("RENAME");
+        let _: () = redis::cmd("RENAME")
+            .arg(key)
+            .arg(&moved)
+            .query(&mut c)
+            .expect("RENAME");
         assert_eq!(snapshot(&mut c, &moved), (value, at), "{key}");
-        let usage: i64 = redis::cmd("MEMORY").arg("USAGE").arg(&moved).query(&mut c).expect("MEMORY USAGE");
+        let usage: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&moved)
+            .query(&mut c)
+            .expect("MEMORY USAGE");
         assert!(usage > 0);
     }
     // The copy is independent of the original.
     ok(&mut c, "RL.TOKENBUCKET tb:copy 10 0.5 1");
-    assert_ne!(snapshot(&mut c, "tb:copy").0, snapshot(&mut c, "tb:moved").0);
+    assert_ne!(
+        snapshot(&mut c, "tb:copy").0,
+        snapshot(&mut c, "tb:moved").0
+    );
 }
 
 /// Redis's CRC-64 (Jones), as DUMP payloads carry it.
@@ -205,7 +274,11 @@ fn crc64(data: &[u8]) -> u64 {
     for &b in data {
         crc ^= u64::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
         }
     }
     crc
@@ -238,7 +311,12 @@ fn damaged_restore_payloads_are_refused(f: Flavor) {
     assert_eq!(good[12], 1, "state format 1");
 
     let restore = |c: &mut redis::Connection, key: &str, payload: &[u8]| -> Result<(), String> {
-        redis::cmd("RESTORE").arg(key).arg(0).arg(payload).query::<()>(c).map_err(|e| common::error_text(&e))
+        redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(payload)
+            .query::<()>(c)
+            .map_err(|e| common::error_text(&e))
     };
     restore(&mut c, "ok", &good).expect("the untouched payload restores");
 
@@ -263,7 +341,10 @@ fn damaged_restore_payloads_are_refused(f: Flavor) {
     ] {
         let e = restore(&mut c, "bad", &payload).expect_err(name);
         assert!(e.starts_with("ERR"), "{name}: {e}");
-        let n: i64 = redis::cmd("EXISTS").arg("bad").query(&mut c).expect("EXISTS");
+        let n: i64 = redis::cmd("EXISTS")
+            .arg("bad")
+            .query(&mut c)
+            .expect("EXISTS");
         assert_eq!(n, 0, "{name}");
     }
     let pong: String = redis::cmd("PING").query(&mut c).expect("alive");

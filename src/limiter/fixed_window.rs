@@ -61,7 +61,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn run(quota: &WindowQuota, state: &mut Option<FixedWindowState>, now: u64, cost: u64) -> Decision {
+    fn run(
+        quota: &WindowQuota,
+        state: &mut Option<FixedWindowState>,
+        now: u64,
+        cost: u64,
+    ) -> Decision {
         let out = step(*state, quota, now, cost);
         if out.new_state.is_some() {
             *state = out.new_state;
@@ -89,7 +94,10 @@ mod tests {
         let q = WindowQuota::new(5, 1_000).expect("valid");
         let out = step(None, &q, 10, 0);
         assert!(out.decision.allowed());
-        assert_eq!((out.decision.remaining, out.decision.reset_after_ms), (5, 0));
+        assert_eq!(
+            (out.decision.remaining, out.decision.reset_after_ms),
+            (5, 0)
+        );
         assert_eq!(out.new_state, None);
         let out = step(None, &q, 10, 6);
         assert_eq!(out.decision.retry_after_ms(), -1);

@@ -5,6 +5,18 @@
 //! cost, and returns a [`Decision`] plus the state to store (if any). Storage,
 //! replication and the clock live in `crate::redis`.
 
+// A panic inside a module aborts the whole server: no unwrap, expect,
+// panic or unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod decision;
 pub mod fixed_window;
 pub mod quota;
@@ -57,14 +69,22 @@ pub fn apply(
         called: quota.kind(),
     };
     Ok(match (quota, stored) {
-        (Quota::TokenBucket(q), None) => wrap(token_bucket::step(None, q, now_ms, cost), State::TokenBucket),
-        (Quota::TokenBucket(q), Some(State::TokenBucket(s))) => {
-            wrap(token_bucket::step(Some(*s), q, now_ms, cost), State::TokenBucket)
-        }
-        (Quota::FixedWindow(q), None) => wrap(fixed_window::step(None, q, now_ms, cost), State::FixedWindow),
-        (Quota::FixedWindow(q), Some(State::FixedWindow(s))) => {
-            wrap(fixed_window::step(Some(*s), q, now_ms, cost), State::FixedWindow)
-        }
+        (Quota::TokenBucket(q), None) => wrap(
+            token_bucket::step(None, q, now_ms, cost),
+            State::TokenBucket,
+        ),
+        (Quota::TokenBucket(q), Some(State::TokenBucket(s))) => wrap(
+            token_bucket::step(Some(*s), q, now_ms, cost),
+            State::TokenBucket,
+        ),
+        (Quota::FixedWindow(q), None) => wrap(
+            fixed_window::step(None, q, now_ms, cost),
+            State::FixedWindow,
+        ),
+        (Quota::FixedWindow(q), Some(State::FixedWindow(s))) => wrap(
+            fixed_window::step(Some(*s), q, now_ms, cost),
+            State::FixedWindow,
+        ),
         (Quota::SlidingExact(q), None) => wrap(
             sliding_window::step_exact(None, q, now_ms, cost).map_err(ApplyError::Corrupt)?,
             State::SlidingExact,
@@ -73,12 +93,14 @@ pub fn apply(
             sliding_window::step_exact(Some(log), q, now_ms, cost).map_err(ApplyError::Corrupt)?,
             State::SlidingExact,
         ),
-        (Quota::SlidingApprox(q), None) => {
-            wrap(sliding_window::step_approx(None, q, now_ms, cost), State::SlidingApprox)
-        }
-        (Quota::SlidingApprox(q), Some(State::SlidingApprox(s))) => {
-            wrap(sliding_window::step_approx(Some(*s), q, now_ms, cost), State::SlidingApprox)
-        }
+        (Quota::SlidingApprox(q), None) => wrap(
+            sliding_window::step_approx(None, q, now_ms, cost),
+            State::SlidingApprox,
+        ),
+        (Quota::SlidingApprox(q), Some(State::SlidingApprox(s))) => wrap(
+            sliding_window::step_approx(Some(*s), q, now_ms, cost),
+            State::SlidingApprox,
+        ),
         (_, Some(s)) => return Err(mismatch(s)),
     })
 }

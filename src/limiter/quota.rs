@@ -26,11 +26,9 @@ impl fmt::Display for QuotaError {
         match self {
             QuotaError::Limit => write!(f, "must be an integer from 1 to {MAX_COUNT}"),
             QuotaError::Rate => write!(f, "must be greater than 0"),
-            QuotaError::Window => write!(
-                f,
-                "must be from 0.001 to {} seconds",
-                MAX_WINDOW_MS / 1000
-            ),
+            QuotaError::Window => {
+                write!(f, "must be from 0.001 to {} seconds", MAX_WINDOW_MS / 1000)
+            }
         }
     }
 }
@@ -110,7 +108,10 @@ mod tests {
     #[test]
     fn quotas_refuse_values_that_cannot_work() {
         assert_eq!(TokenBucketQuota::new(0, 1), Err(QuotaError::Limit));
-        assert_eq!(TokenBucketQuota::new(MAX_COUNT + 1, 1), Err(QuotaError::Limit));
+        assert_eq!(
+            TokenBucketQuota::new(MAX_COUNT + 1, 1),
+            Err(QuotaError::Limit)
+        );
         assert_eq!(TokenBucketQuota::new(1, 0), Err(QuotaError::Rate));
         assert!(TokenBucketQuota::new(MAX_COUNT, u64::MAX).is_ok());
         assert_eq!(WindowQuota::new(0, 1), Err(QuotaError::Limit));

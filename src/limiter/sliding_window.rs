@@ -208,9 +208,8 @@ pub fn step_approx(
     let weighted = |prev: u64, cur: u64| {
         u128::from(prev) * (w128 - u128::from(elapsed)) + u128::from(cur) * w128
     };
-    let remaining = |prev: u64, cur: u64| {
-        sat_u64((limit * w128).saturating_sub(weighted(prev, cur)) / w128)
-    };
+    let remaining =
+        |prev: u64, cur: u64| sat_u64((limit * w128).saturating_sub(weighted(prev, cur)) / w128);
     let reset = |st: &SlidingApproxState| {
         if st.cur > 0 {
             st.start_ms + 2 * w - t + skew
@@ -287,7 +286,12 @@ mod tests {
         out.decision
     }
 
-    fn approx(st: &mut Option<SlidingApproxState>, q: &WindowQuota, now: u64, cost: u64) -> Decision {
+    fn approx(
+        st: &mut Option<SlidingApproxState>,
+        q: &WindowQuota,
+        now: u64,
+        cost: u64,
+    ) -> Decision {
         let out = step_approx(*st, q, now, cost);
         if out.new_state.is_some() {
             *st = out.new_state;
@@ -329,9 +333,15 @@ mod tests {
         // count 0
         assert_eq!(ExactLog::from_packed(&[5, 0]), Err(DecodeError::Invalid));
         // second entry at the same time
-        assert_eq!(ExactLog::from_packed(&[5, 1, 0, 1]), Err(DecodeError::Invalid));
+        assert_eq!(
+            ExactLog::from_packed(&[5, 1, 0, 1]),
+            Err(DecodeError::Invalid)
+        );
         // truncated varint
-        assert_eq!(ExactLog::from_packed(&[5, 0x80]), Err(DecodeError::Truncated));
+        assert_eq!(
+            ExactLog::from_packed(&[5, 0x80]),
+            Err(DecodeError::Truncated)
+        );
     }
 
     #[test]

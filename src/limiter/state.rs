@@ -224,7 +224,11 @@ mod tests {
                 start_ms: 60_000,
                 count: 7,
             }),
-            State::SlidingExact(ExactLog::from_entries(&[(1_000, 2), (1_001, 1), (9_000, 5)])),
+            State::SlidingExact(ExactLog::from_entries(&[
+                (1_000, 2),
+                (1_001, 1),
+                (9_000, 5),
+            ])),
             State::SlidingApprox(SlidingApproxState {
                 start_ms: 0,
                 prev: u64::MAX,

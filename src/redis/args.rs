@@ -55,10 +55,9 @@ enum NumError {
 
 /// Parses `digits[.digits]` as an exact integer scaled by `10^frac_digits`.
 fn parse_scaled(arg: &[u8], frac_digits: u32) -> Result<u128, NumError> {
-    let (int_part, frac_part) = match arg.iter().position(|&b| b == b'.') {
-        Some(dot) => (&arg[..dot], &arg[dot + 1..]),
-        None => (arg, &[][..]),
-    };
+    let mut parts = arg.splitn(2, |&b| b == b'.');
+    let int_part = parts.next().unwrap_or_default();
+    let frac_part = parts.next().unwrap_or_default();
     let all_digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
     if int_part.is_empty() && frac_part.is_empty()
         || !all_digits(int_part)
@@ -92,7 +91,12 @@ fn parse_scaled(arg: &[u8], frac_digits: u32) -> Result<u128, NumError> {
 
 /// An integer in `min..=MAX_COUNT`.
 fn count(name: &str, arg: &[u8], min: u64) -> Result<u64, String> {
-    let bad = || format!("ERR {name} must be an integer from {min} to {MAX_COUNT}, got '{}'", shown(arg));
+    let bad = || {
+        format!(
+            "ERR {name} must be an integer from {min} to {MAX_COUNT}, got '{}'",
+            shown(arg)
+        )
+    };
     match parse_scaled(arg, 0) {
         Ok(v) if v >= u128::from(min) && v <= u128::from(MAX_COUNT) => Ok(v as u64),
         _ => Err(bad()),
@@ -104,9 +108,12 @@ fn rate(arg: &[u8]) -> Result<u64, String> {
     let bad = |why: &str| format!("ERR rate {why}, got '{}'", shown(arg));
     match parse_scaled(arg, 9) {
         Ok(0) => Err(bad("must be greater than 0")),
-        Ok(v) => u64::try_from(v).map_err(|_| bad("is too large (at most 18446744073 tokens per second)")),
+        Ok(v) => u64::try_from(v)
+            .map_err(|_| bad("is too large (at most 18446744073 tokens per second)")),
         Err(NumError::TooPrecise) => Err(bad("has more than 9 decimal places")),
-        Err(_) => Err(bad("must be a positive decimal number of tokens per second")),
+        Err(_) => Err(bad(
+            "must be a positive decimal number of tokens per second",
+        )),
     }
 }
 
@@ -117,7 +124,9 @@ fn window_ms(arg: &[u8]) -> Result<u64, String> {
     match parse_scaled(arg, 3) {
         Ok(v) if v >= 1 && v <= u128::from(MAX_WINDOW_MS) => Ok(v as u64),
         Ok(_) | Err(NumError::TooLarge) => Err(bad(&range)),
-        Err(NumError::TooPrecise) => Err(bad("must be a whole number of milliseconds (at most 3 decimal places)")),
+        Err(NumError::TooPrecise) => Err(bad(
+            "must be a whole number of milliseconds (at most 3 decimal places)",
+        )),
         Err(NumError::NotANumber) => Err(bad("must be a positive decimal number of seconds")),
     }
 }
@@ -134,7 +143,8 @@ pub fn token_bucket(args: &[&[u8]]) -> Result<Call, String> {
     let capacity = count("capacity", capacity, 1)?;
     let rate_nano = rate(rate_arg)?;
     let cost = count("cost", cost, 0)?;
-    let quota = TokenBucketQuota::new(capacity, rate_nano).map_err(|e| quota_error("capacity", e))?;
+    let quota =
+        TokenBucketQuota::new(capacity, rate_nano).map_err(|e| quota_error("capacity", e))?;
     Ok(Call {
         quota: Quota::TokenBucket(quota),
         cost,
@@ -196,7 +206,12 @@ pub fn throttle(args: &[&[u8]]) -> Result<Call, String> {
     let capacity = burst
         .checked_add(1)
         .filter(|&c| c <= MAX_COUNT)
-        .ok_or_else(|| format!("ERR max_burst must be an integer from 0 to {}", MAX_COUNT - 1))?;
+        .ok_or_else(|| {
+            format!(
+                "ERR max_burst must be an integer from 0 to {}",
+                MAX_COUNT - 1
+            )
+        })?;
     let per = count("count", per, 1)?;
     let period = count("period", period, 1)?;
     let cost = match quantity {
@@ -207,8 +222,11 @@ pub fn throttle(args: &[&[u8]]) -> Result<Call, String> {
     let rate_nano = u64::try_from(rate_nano)
         .ok()
         .filter(|&r| r > 0)
-        .ok_or_else(|| "ERR count/period must be from 1e-9 to 18446744073 per second".to_string())?;
-    let quota = TokenBucketQuota::new(capacity, rate_nano).map_err(|e| quota_error("max_burst", e))?;
+        .ok_or_else(|| {
+            "ERR count/period must be from 1e-9 to 18446744073 per second".to_string()
+        })?;
+    let quota =
+        TokenBucketQuota::new(capacity, rate_nano).map_err(|e| quota_error("max_burst", e))?;
     Ok(Call {
         quota: Quota::TokenBucket(quota),
         cost,
@@ -237,8 +255,25 @@ mod tests {
     fn every_bad_number_is_refused_with_its_name() {
         let huge = "9".repeat(1 << 20);
         for bad in [
-            "", "-1", "-0", "+1", "1e3", "1e309", "nan", "NaN", "inf", "-inf", " 1", "1 ", "0x10",
-            ".5", "5.", "1.2.3", "18446744073709551616", "9223372036854775808", huge.as_str(),
+            "",
+            "-1",
+            "-0",
+            "+1",
+            "1e3",
+            "1e309",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            " 1",
+            "1 ",
+            "0x10",
+            ".5",
+            "5.",
+            "1.2.3",
+            "18446744073709551616",
+            "9223372036854775808",
+            huge.as_str(),
         ] {
             let err = tb(&["10", "1", bad]).expect_err(bad);
             assert!(err.starts_with("ERR cost "), "{err}");
@@ -248,9 +283,15 @@ mod tests {
             let err = tb(&["10", bad, "1"]).expect_err(bad);
             assert!(err.starts_with("ERR rate "), "{err}");
         }
-        assert!(tb(&["0", "1", "1"]).expect_err("zero").starts_with("ERR capacity"));
-        assert!(tb(&["1", "0", "1"]).expect_err("zero").contains("greater than 0"));
-        assert!(tb(&["1", "0.0000000001", "1"]).expect_err("precise").contains("9 decimal"));
+        assert!(tb(&["0", "1", "1"])
+            .expect_err("zero")
+            .starts_with("ERR capacity"));
+        assert!(tb(&["1", "0", "1"])
+            .expect_err("zero")
+            .contains("greater than 0"));
+        assert!(tb(&["1", "0.0000000001", "1"])
+            .expect_err("precise")
+            .contains("9 decimal"));
     }
 
     #[test]
@@ -261,14 +302,34 @@ mod tests {
 
     #[test]
     fn arity_and_options() {
-        assert!(tb(&["1", "1"]).expect_err("arity").contains(USAGE_TOKENBUCKET));
+        assert!(tb(&["1", "1"])
+            .expect_err("arity")
+            .contains(USAGE_TOKENBUCKET));
         let s = |a: &[&str]| sliding(&a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>());
-        assert!(matches!(s(&["5", "1", "1"]), Ok(Call { quota: Quota::SlidingExact(_), .. })));
-        assert!(matches!(s(&["5", "1", "1", "approx"]), Ok(Call { quota: Quota::SlidingApprox(_), .. })));
-        assert!(s(&["5", "1", "1", "FAST"]).expect_err("opt").contains("EXACT or APPROX"));
-        assert!(s(&["5", "0.0001", "1"]).expect_err("ms").contains("milliseconds"));
+        assert!(matches!(
+            s(&["5", "1", "1"]),
+            Ok(Call {
+                quota: Quota::SlidingExact(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            s(&["5", "1", "1", "approx"]),
+            Ok(Call {
+                quota: Quota::SlidingApprox(_),
+                ..
+            })
+        ));
+        assert!(s(&["5", "1", "1", "FAST"])
+            .expect_err("opt")
+            .contains("EXACT or APPROX"));
+        assert!(s(&["5", "0.0001", "1"])
+            .expect_err("ms")
+            .contains("milliseconds"));
         assert!(s(&["5", "0", "1"]).expect_err("zero").contains("0.001"));
-        assert!(s(&["5", "1000000001", "1"]).expect_err("long").contains("1000000000"));
+        assert!(s(&["5", "1000000001", "1"])
+            .expect_err("long")
+            .contains("1000000000"));
     }
 
     #[test]
@@ -278,7 +339,10 @@ mod tests {
         let Quota::TokenBucket(q) = call.quota else {
             panic!("not a bucket")
         };
-        assert_eq!((q.capacity(), q.rate_nano(), call.cost), (16, 500_000_000, 1));
+        assert_eq!(
+            (q.capacity(), q.rate_nano(), call.cost),
+            (16, 500_000_000, 1)
+        );
         let a: Vec<&[u8]> = vec![b"0", b"1", b"3", b"0"];
         let call = throttle(&a).expect("valid");
         assert_eq!(call.cost, 0);

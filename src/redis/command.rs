@@ -25,12 +25,24 @@ enum Shape {
 
 /// `RL.TOKENBUCKET key capacity rate cost`
 pub fn token_bucket(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::token_bucket, &info::TOKENBUCKET, Shape::Rl)
+    run(
+        ctx,
+        &argv,
+        args::token_bucket,
+        &info::TOKENBUCKET,
+        Shape::Rl,
+    )
 }
 
 /// `RL.FIXEDWINDOW key limit window cost`
 pub fn fixed_window(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::fixed_window, &info::FIXEDWINDOW, Shape::Rl)
+    run(
+        ctx,
+        &argv,
+        args::fixed_window,
+        &info::FIXEDWINDOW,
+        Shape::Rl,
+    )
 }
 
 /// `RL.SLIDING key limit window cost [EXACT|APPROX]`
@@ -61,7 +73,7 @@ fn run(
     for (slot, arg) in slots.iter_mut().zip(rest) {
         *slot = arg.as_slice();
     }
-    let call = parse(&slots[..n]).map_err(RedisError::String)?;
+    let call = parse(slots.get(..n).unwrap_or(&slots)).map_err(RedisError::String)?;
     // parse() only succeeds with the right arity, which includes the key.
     let Some(key) = key else {
         return Err(RedisError::Str("ERR missing key"));
@@ -203,7 +215,11 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (key, payload, at) = match argv.as_slice() {
         [_, k, p] => (k, p, None),
         [_, k, p, at] => (k, p, Some(at)),
-        _ => return Err(RedisError::Str("ERR wrong number of arguments for RL.SETSTATE")),
+        _ => {
+            return Err(RedisError::Str(
+                "ERR wrong number of arguments for RL.SETSTATE",
+            ))
+        }
     };
     let state = State::decode(payload.as_slice())
         .map_err(|e| RedisError::String(format!("ERR RL.SETSTATE: {e}")))?;

@@ -66,7 +66,11 @@ pub fn module_path() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let so = dir.join("libredis_ratelimit.so");
-    assert!(so.exists(), "module not built at {}: run `cargo build`", so.display());
+    assert!(
+        so.exists(),
+        "module not built at {}: run `cargo build`",
+        so.display()
+    );
     so
 }
 
@@ -137,9 +141,9 @@ impl Server {
                 .arg(module_path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let child = cmd.spawn().unwrap_or_else(|e| {
-                panic!("cannot start {}: {e}", self.flavor.binary().display())
-            });
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.flavor.binary().display()));
             self.child = Some(child);
             self.port = port;
             if self.wait_ready(Duration::from_secs(20)) {
@@ -159,7 +163,8 @@ impl Server {
                 }
             }
             if let Ok(mut c) = self.try_conn() {
-                let loading: Result<String, _> = redis::cmd("INFO").arg("persistence").query(&mut c);
+                let loading: Result<String, _> =
+                    redis::cmd("INFO").arg("persistence").query(&mut c);
                 if matches!(loading, Ok(ref s) if s.contains("loading:0")) {
                     return true;
                 }
@@ -319,7 +324,10 @@ pub fn error_text(e: &redis::RedisError) -> String {
 /// Everything that makes up a key's state: value bytes and absolute expiry.
 pub fn snapshot(c: &mut redis::Connection, key: &str) -> (Vec<u8>, i64) {
     let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query(c).expect("DUMP");
-    let at: i64 = redis::cmd("PEXPIRETIME").arg(key).query(c).expect("PEXPIRETIME");
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query(c)
+        .expect("PEXPIRETIME");
     (dump, at)
 }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the module (release) and starts Redis with it on 127.0.0.1:${PORT:-6379},
+# then the HTTP shim on 127.0.0.1:${SHIM_PORT:-8080} if it is built. Both run in
+# the background; `make stop` stops them. Logs and pid files go to ./run/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT=${PORT:-6379}
+SHIM_PORT=${SHIM_PORT:-8080}
+mkdir -p run
+
+cargo build --release -p redis-ratelimit
+MODULE="$PWD/target/release/libredis_ratelimit.so"
+
+if redis-cli -p "$PORT" ping >/dev/null 2>&1; then
+    if redis-cli -p "$PORT" module list | grep -q ratelimit; then
+        echo "Redis on port $PORT already has the module loaded"
+    else
+        echo "port $PORT is taken by a Redis without the module: stop it (e.g. 'sudo systemctl stop redis-server') or use PORT=6380 make run" >&2
+        exit 1
+    fi
+else
+    redis-server --port "$PORT" --bind 127.0.0.1 --daemonize yes \
+        --pidfile "$PWD/run/redis.pid" --logfile "$PWD/run/redis.log" --dir "$PWD/run" \
+        --loadmodule "$MODULE"
+    for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    echo "Redis with the ratelimit module: redis-cli -p $PORT RL.TOKENBUCKET user:1 10 1 1"
+fi
+
+if [ -f api-shim/Cargo.toml ] && grep -q '^axum' api-shim/Cargo.toml; then
+    cargo build --release -p api-shim
+    SHIM_REDIS_URL="redis://127.0.0.1:$PORT/" SHIM_LISTEN="127.0.0.1:$SHIM_PORT" \
+        nohup target/release/api-shim api-shim/config.example.toml >run/shim.log 2>&1 &
+    echo $! >run/shim.pid
+    echo "HTTP shim: curl -i -X POST 'http://127.0.0.1:$SHIM_PORT/v1/tokenbucket/user:1?capacity=10&rate=1&cost=1'"
+fi
