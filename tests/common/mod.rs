@@ -111,6 +111,15 @@ impl Server {
 
     /// Starts with extra `--option value` arguments.
     pub fn start_with(flavor: Flavor, extra: &[&str]) -> Server {
+        Server::start_at(flavor, None, extra)
+    }
+
+    /// Starts on a given port (cluster nodes need their bus port free too).
+    pub fn start_on(flavor: Flavor, port: &str, extra: &[&str]) -> Server {
+        Server::start_at(flavor, port.parse().ok(), extra)
+    }
+
+    fn start_at(flavor: Flavor, port: Option<u16>, extra: &[&str]) -> Server {
         let mut s = Server {
             flavor,
             port: 0,
@@ -119,7 +128,7 @@ impl Server {
             child: None,
             keep_dir: false,
         };
-        s.boot(None);
+        s.boot(port);
         s
     }
 
@@ -182,7 +191,11 @@ impl Server {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
         let client = redis::Client::open(self.url())?;
         client.get_connection_with_timeout(Duration::from_secs(2))
     }
@@ -232,8 +245,6 @@ impl Server {
 
     /// Starts a replica of this server and waits until it is in sync.
     pub fn replica(&self) -> Server {
-        let master = format!("127.0.0.1 {}", self.port);
-        let _ = master;
         let r = Server::start_with(
             self.flavor,
             &["--replicaof", "127.0.0.1", &self.port.to_string()],
