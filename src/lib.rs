@@ -8,8 +8,9 @@ pub mod limiter;
 pub mod redis;
 
 // The module's registration and its allocator (Redis's) stay out of test
-// builds: the allocator aborts outside a server.
-#[cfg(not(test))]
+// builds and of builds without the `module` feature (fuzzing, benches): the
+// allocator aborts outside a server.
+#[cfg(all(feature = "module", not(test)))]
 mod registration {
     use redis_module::configuration::ConfigurationFlags;
     use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
