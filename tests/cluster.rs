@@ -45,18 +45,31 @@ impl Cluster {
                 )
             })
             .collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
-        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let c = Cluster { nodes };
-        wait_until(Duration::from_secs(30), "cluster_state:ok on every node", || {
-            c.nodes.iter().all(|n| cluster_info(n).contains("cluster_state:ok"))
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "cluster_state:ok on every node",
+            || {
+                c.nodes
+                    .iter()
+                    .all(|n| cluster_info(n).contains("cluster_state:ok"))
+            },
+        );
         wait_until(Duration::from_secs(30), "replicas in sync", || {
             c.nodes.iter().all(|n| {
                 let info = info(n, "replication");
@@ -67,7 +80,12 @@ impl Cluster {
     }
 
     fn client(&self) -> redis::cluster::ClusterConnection {
-        let urls: Vec<String> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.url()).collect();
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.url())
+            .collect();
         ClusterClient::builder(urls)
             .retries(10)
             .build()
@@ -88,8 +106,15 @@ impl Cluster {
             .into_iter()
             .find(|m| {
                 let mut c = m.conn();
-                let n: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query(&mut c).unwrap_or(-1);
-                let shards: String = redis::cmd("CLUSTER").arg("NODES").query(&mut c).unwrap_or_default();
+                let n: i64 = redis::cmd("CLUSTER")
+                    .arg("COUNTKEYSINSLOT")
+                    .arg(slot)
+                    .query(&mut c)
+                    .unwrap_or(-1);
+                let shards: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut c)
+                    .unwrap_or_default();
                 n >= 0 && owns(&shards, slot)
             })
             .expect("an owner for the slot")
@@ -127,11 +152,18 @@ fn owns(nodes: &str, slot: i64) -> bool {
 }
 
 fn keyslot(c: &mut redis::Connection, key: &str) -> i64 {
-    redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(c).expect("KEYSLOT")
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(c)
+        .expect("KEYSLOT")
 }
 
 fn my_id(n: &Server) -> String {
-    redis::cmd("CLUSTER").arg("MYID").query(&mut n.conn()).expect("MYID")
+    redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut n.conn())
+        .expect("MYID")
 }
 
 fn tb(key: &str, cost: u64) -> redis::Cmd {
@@ -181,7 +213,16 @@ fn keys_on_every_master_get_exact_decisions(f: Flavor) {
     let any = &cluster.nodes[0];
     for key in ["user:1", "user:2", "user:3", "alpha", "omega"] {
         let out = Command::new("redis-cli")
-            .args(["-c", "-p", &any.port.to_string(), "RL.FIXEDWINDOW", &format!("cli:{key}"), "5", "60", "1"])
+            .args([
+                "-c",
+                "-p",
+                &any.port.to_string(),
+                "RL.FIXEDWINDOW",
+                &format!("cli:{key}"),
+                "5",
+                "60",
+                "1",
+            ])
             .output()
             .expect("redis-cli -c");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -192,7 +233,10 @@ fn keys_on_every_master_get_exact_decisions(f: Flavor) {
     // Hash tags keep a user's limits in one slot; different slots in one
     // transaction are refused with CROSSSLOT.
     let mut node = any.conn();
-    assert_eq!(keyslot(&mut node, "{user:42}:sec"), keyslot(&mut node, "{user:42}:day"));
+    assert_eq!(
+        keyslot(&mut node, "{user:42}:sec"),
+        keyslot(&mut node, "{user:42}:day")
+    );
     let slot = keyslot(&mut node, "{user:42}:sec");
     let mut owner = cluster.owner(slot).conn();
     let both: Vec<Vec<i64>> = redis::pipe()
@@ -210,7 +254,10 @@ fn keys_on_every_master_get_exact_decisions(f: Flavor) {
         .query::<redis::Value>(&mut owner)
         .expect_err("keys of two slots");
     let text = error_text(&e);
-    assert!(text.starts_with("CROSSSLOT") || text.starts_with("MOVED"), "{text}");
+    assert!(
+        text.starts_with("CROSSSLOT") || text.starts_with("MOVED"),
+        "{text}"
+    );
 }
 
 /// Kill a master after `WAIT 1`: its replica takes over and the limiter
@@ -221,14 +268,29 @@ fn failover_keeps_limits(f: Flavor) {
     let slot = keyslot(&mut cluster.nodes[0].conn(), key);
     let owner_port = cluster.owner(slot).port;
     let before = {
-        let mut m = cluster.nodes.iter().find(|n| n.port == owner_port).expect("owner").conn();
+        let mut m = cluster
+            .nodes
+            .iter()
+            .find(|n| n.port == owner_port)
+            .expect("owner")
+            .conn();
         for _ in 0..3 {
             let _: Vec<i64> = tb(key, 1).query(&mut m).expect("take");
         }
         let denied: Vec<i64> = tb(key, 1).query(&mut m).expect("denied");
         assert_eq!(denied[0], 0);
-        let _: Vec<i64> = redis::cmd("RL.SLIDING").arg("{tenant:9}:win").arg(5).arg(600).arg(2).query(&mut m).expect("sliding");
-        let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).expect("WAIT");
+        let _: Vec<i64> = redis::cmd("RL.SLIDING")
+            .arg("{tenant:9}:win")
+            .arg(5)
+            .arg(600)
+            .arg(2)
+            .query(&mut m)
+            .expect("sliding");
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut m)
+            .expect("WAIT");
         assert!(acked >= 1, "no replica acknowledged");
         common::snapshot(&mut m, key)
     };
@@ -239,20 +301,44 @@ fn failover_keeps_limits(f: Flavor) {
         .find(|n| n.port == owner_port)
         .expect("owner")
         .kill();
-    wait_until(Duration::from_secs(60), "a replica to take over the slot", || {
-        cluster.masters().len() == 3 && cluster.masters().iter().any(|m| m.port != owner_port && {
-            let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut m.conn()).unwrap_or_default();
-            owns(&nodes, slot)
-        })
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "a replica to take over the slot",
+        || {
+            cluster.masters().len() == 3
+                && cluster.masters().iter().any(|m| {
+                    m.port != owner_port && {
+                        let nodes: String = redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query(&mut m.conn())
+                            .unwrap_or_default();
+                        owns(&nodes, slot)
+                    }
+                })
+        },
+    );
     let new_owner = cluster.owner(slot);
     let mut m = new_owner.conn();
     let recovered = killed_at.elapsed();
     eprintln!("failover: slot {slot} served again after {recovered:?}");
-    assert_eq!(common::snapshot(&mut m, key).0, before.0, "state lost in failover");
+    assert_eq!(
+        common::snapshot(&mut m, key).0,
+        before.0,
+        "state lost in failover"
+    );
     let r: Vec<i64> = tb(key, 1).query(&mut m).expect("after failover");
-    assert_eq!((r[0], r[2]), (0, 0), "a denied user got a fresh bucket: {r:?}");
-    let s: Vec<i64> = redis::cmd("RL.SLIDING").arg("{tenant:9}:win").arg(5).arg(600).arg(0).query(&mut m).expect("sliding");
+    assert_eq!(
+        (r[0], r[2]),
+        (0, 0),
+        "a denied user got a fresh bucket: {r:?}"
+    );
+    let s: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg("{tenant:9}:win")
+        .arg(5)
+        .arg(600)
+        .arg(0)
+        .query(&mut m)
+        .expect("sliding");
     assert_eq!(s[2], 3, "sliding window count lost: {s:?}");
 }
 
@@ -262,19 +348,59 @@ fn resharding_moves_state_intact(f: Flavor) {
     let keys = ["{shop:1}:tb", "{shop:1}:fw", "{shop:1}:se", "{shop:1}:sa"];
     let slot = keyslot(&mut cluster.nodes[0].conn(), keys[0]);
     let src = cluster.owner(slot);
-    let dst = cluster.masters().into_iter().find(|m| m.port != src.port).expect("another master");
+    let dst = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.port != src.port)
+        .expect("another master");
     let mut s = src.conn();
     let _: Vec<i64> = tb(keys[0], 2).query(&mut s).expect("tb");
-    let _: Vec<i64> = redis::cmd("RL.FIXEDWINDOW").arg(keys[1]).arg(5).arg(3600).arg(2).query(&mut s).expect("fw");
-    let _: Vec<i64> = redis::cmd("RL.SLIDING").arg(keys[2]).arg(5).arg(600).arg(2).query(&mut s).expect("se");
-    let _: Vec<i64> = redis::cmd("RL.SLIDING").arg(keys[3]).arg(5).arg(600).arg(2).arg("APPROX").query(&mut s).expect("sa");
+    let _: Vec<i64> = redis::cmd("RL.FIXEDWINDOW")
+        .arg(keys[1])
+        .arg(5)
+        .arg(3600)
+        .arg(2)
+        .query(&mut s)
+        .expect("fw");
+    let _: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg(keys[2])
+        .arg(5)
+        .arg(600)
+        .arg(2)
+        .query(&mut s)
+        .expect("se");
+    let _: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg(keys[3])
+        .arg(5)
+        .arg(600)
+        .arg(2)
+        .arg("APPROX")
+        .query(&mut s)
+        .expect("sa");
     let before: Vec<_> = keys.iter().map(|k| common::snapshot(&mut s, k)).collect();
 
     let (src_id, dst_id) = (my_id(src), my_id(dst));
     let mut d = dst.conn();
-    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&src_id).query(&mut d).expect("IMPORTING");
-    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&dst_id).query(&mut s).expect("MIGRATING");
-    let in_slot: Vec<String> = redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100).query(&mut s).expect("GETKEYSINSLOT");
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&src_id)
+        .query(&mut d)
+        .expect("IMPORTING");
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&dst_id)
+        .query(&mut s)
+        .expect("MIGRATING");
+    let in_slot: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(100)
+        .query(&mut s)
+        .expect("GETKEYSINSLOT");
     assert_eq!(in_slot.len(), keys.len());
     let _: () = redis::cmd("MIGRATE")
         .arg("127.0.0.1")
@@ -287,7 +413,13 @@ fn resharding_moves_state_intact(f: Flavor) {
         .query(&mut s)
         .expect("MIGRATE");
     for m in cluster.masters() {
-        let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&dst_id).query(&mut m.conn()).expect("SETSLOT NODE");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&dst_id)
+            .query(&mut m.conn())
+            .expect("SETSLOT NODE");
     }
     let after: Vec<_> = keys.iter().map(|k| common::snapshot(&mut d, k)).collect();
     assert_eq!(after, before, "state or TTL changed in the move");
@@ -297,7 +429,11 @@ fn resharding_moves_state_intact(f: Flavor) {
     assert_eq!(r[2], 1);
 }
 
-on_both_servers!(keys_on_every_master_get_exact_decisions, failover_keeps_limits, resharding_moves_state_intact);
+on_both_servers!(
+    keys_on_every_master_get_exact_decisions,
+    failover_keeps_limits,
+    resharding_moves_state_intact
+);
 
 #[test]
 fn module_is_built() {

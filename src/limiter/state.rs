@@ -91,7 +91,7 @@ impl State {
         match self {
             State::TokenBucket(s) => {
                 out.push(TAG_TOKEN_BUCKET);
-                write_varint(out, s.level);
+                write_varint(out, s.level());
                 write_varint(out, u128::from(s.at_ms));
             }
             State::FixedWindow(s) => {
@@ -134,7 +134,7 @@ impl State {
             TAG_TOKEN_BUCKET => {
                 let level = read_varint(body, &mut pos)?;
                 let at_ms = u64_field(&mut pos)?;
-                State::TokenBucket(TokenBucketState { level, at_ms })
+                State::TokenBucket(TokenBucketState::new(level, at_ms))
             }
             TAG_FIXED_WINDOW => {
                 let start_ms = u64_field(&mut pos)?;
@@ -216,10 +216,10 @@ mod tests {
 
     fn samples() -> Vec<State> {
         vec![
-            State::TokenBucket(TokenBucketState {
-                level: u128::from(u64::MAX) * 1_000_000_000_000,
-                at_ms: 1_764_000_000_000,
-            }),
+            State::TokenBucket(TokenBucketState::new(
+                u128::from(u64::MAX) * 1_000_000_000_000,
+                1_764_000_000_000,
+            )),
             State::FixedWindow(FixedWindowState {
                 start_ms: 60_000,
                 count: 7,
@@ -235,6 +235,11 @@ mod tests {
                 cur: 0,
             }),
         ]
+    }
+
+    #[test]
+    fn a_state_fits_a_32_byte_allocation() {
+        assert!(std::mem::size_of::<State>() <= 32);
     }
 
     #[test]

@@ -12,12 +12,29 @@ use super::quota::TokenBucketQuota;
 pub const PICO: u128 = 1_000_000_000_000;
 
 /// The stored state: the level at `at_ms`.
+///
+/// The level is kept as two `u64` halves so the struct aligns to 8, not 16:
+/// that keeps every stored state in a 32-byte allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenBucketState {
-    /// Tokens in the bucket, in pico-tokens.
-    pub level: u128,
-    /// When `level` was measured (server time, ms since the epoch).
+    /// Tokens in the bucket, in pico-tokens: (low, high) halves.
+    level: [u64; 2],
+    /// When the level was measured (server time, ms since the epoch).
     pub at_ms: u64,
+}
+
+impl TokenBucketState {
+    pub fn new(level: u128, at_ms: u64) -> Self {
+        Self {
+            level: [level as u64, (level >> 64) as u64],
+            at_ms,
+        }
+    }
+
+    /// Tokens in the bucket, in pico-tokens.
+    pub fn level(&self) -> u128 {
+        u128::from(self.level[0]) | (u128::from(self.level[1]) << 64)
+    }
 }
 
 /// One call: take `cost` tokens if the bucket holds them.
@@ -42,7 +59,7 @@ pub fn step(
         Some(s) => {
             let t = now_ms.max(s.at_ms);
             let refill = rate.saturating_mul(u128::from(t - s.at_ms));
-            (s.level.saturating_add(refill).min(capacity), t)
+            (s.level().saturating_add(refill).min(capacity), t)
         }
     };
     // Times are computed from `t` and reported from `now_ms`.
@@ -77,10 +94,7 @@ pub fn step(
                 retry: Retry::Now,
                 reset_after_ms: reset_after(left),
             },
-            new_state: (cost > 0).then_some(TokenBucketState {
-                level: left,
-                at_ms: t,
-            }),
+            new_state: (cost > 0).then_some(TokenBucketState::new(left, t)),
         };
     }
     let wait = sat_u64(div_ceil_u128(needed - level, rate)).saturating_add(skew);

@@ -235,16 +235,8 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let mut lk = LimiterKey::open(ctx, key);
     lk.replace(state)?;
     if let Some(at_ms) = at_ms {
-        // SAFETY: reading a module API pointer.
-        if unsafe { raw::RedisModule_SetAbsExpire }.is_some() {
-            lk.expire_at(at_ms, 0);
-        } else {
-            // Redis 7.0 has no absolute expiry in the key API; PEXPIREAT
-            // keeps the master's instant exactly.
-            drop(lk);
-            let at = ctx.create_string(at_ms.to_string());
-            ctx.call("PEXPIREAT", &[key, &at][..])?;
-        }
+        let ttl = at_ms.saturating_sub(clock::now_ms());
+        lk.expire_at(at_ms, ttl);
     }
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -219,8 +219,10 @@ impl LimiterKey {
         Ok(())
     }
 
-    /// Sets the key to expire at `at_ms` (absolute); `ttl_ms` is the same
-    /// instant relative to the command's clock, for servers older than 7.2.
+    /// Sets the key to expire at `at_ms` (absolute, exact: replicas and the
+    /// AOF get the same instant). `ttl_ms` is the same instant relative to the
+    /// command's clock, for a server without `RedisModule_SetAbsExpire`
+    /// (it exists from 7.0 on, so this is a safety net).
     pub fn expire_at(&mut self, at_ms: u64, ttl_ms: u64) {
         // SAFETY: the key is open for writing and holds a value.
         unsafe {

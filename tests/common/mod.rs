@@ -28,13 +28,6 @@ impl Flavor {
             Flavor::Valkey => valkey_binary(),
         }
     }
-
-    /// Whether the server can set absolute expiry times through the module
-    /// API (Redis 7.2+, Valkey); Redis 7.0 sets a relative one, which may land
-    /// one millisecond later than the instant computed.
-    pub fn exact_expiry(self) -> bool {
-        self == Flavor::Valkey
-    }
 }
 
 fn valkey_binary() -> PathBuf {
