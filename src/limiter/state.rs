@@ -86,27 +86,27 @@ impl State {
     }
 
     /// Appends the encoding to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_V1);
+    pub fn encode<S: Sink>(&self, out: &mut S) {
+        out.put(&[FORMAT_V1]);
         match self {
             State::TokenBucket(s) => {
-                out.push(TAG_TOKEN_BUCKET);
+                out.put(&[TAG_TOKEN_BUCKET]);
                 write_varint(out, s.level());
                 write_varint(out, u128::from(s.at_ms));
             }
             State::FixedWindow(s) => {
-                out.push(TAG_FIXED_WINDOW);
+                out.put(&[TAG_FIXED_WINDOW]);
                 write_varint(out, u128::from(s.start_ms));
                 write_varint(out, u128::from(s.count));
             }
             State::SlidingExact(log) => {
-                out.push(TAG_SLIDING_EXACT);
+                out.put(&[TAG_SLIDING_EXACT]);
                 // The entry count makes a cut at an entry boundary detectable.
                 write_varint(out, log.len() as u128);
-                out.extend_from_slice(log.packed());
+                out.put(log.packed());
             }
             State::SlidingApprox(s) => {
-                out.push(TAG_SLIDING_APPROX);
+                out.put(&[TAG_SLIDING_APPROX]);
                 write_varint(out, u128::from(s.start_ms));
                 write_varint(out, u128::from(s.prev));
                 write_varint(out, u128::from(s.cur));
@@ -118,6 +118,17 @@ impl State {
         let mut out = Vec::with_capacity(24);
         self.encode(&mut out);
         out
+    }
+
+    /// The encoding without a heap allocation for the fixed-size states (the
+    /// replication payload is built on every granted call).
+    pub fn encoded(&self) -> Payload {
+        if let State::SlidingExact(_) = self {
+            return Payload::Heap(self.to_bytes());
+        }
+        let mut buf = InlineBuf::default();
+        self.encode(&mut buf);
+        Payload::Inline(buf)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
@@ -177,17 +188,76 @@ impl State {
     }
 }
 
+/// Where encodings are written.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A fixed buffer large enough for every state but an `EXACT` log: format,
+/// tag and at most three varints (19 + 10 + 10 bytes).
+#[derive(Clone, Copy)]
+pub struct InlineBuf {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for InlineBuf {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Sink for InlineBuf {
+    fn put(&mut self, bytes: &[u8]) {
+        // Only fixed-size states are written here, which always fit; a write
+        // that would not fit is dropped rather than panicking (and the
+        // decoder would then refuse the payload).
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+}
+
+/// An encoded state, inline or on the heap.
+pub enum Payload {
+    Inline(InlineBuf),
+    Heap(Vec<u8>),
+}
+
+impl Payload {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Inline(b) => b.bytes.get(..b.len).unwrap_or_default(),
+            Payload::Heap(v) => v,
+        }
+    }
+}
+
 /// LEB128: seven bits a byte, low bits first.
-pub fn write_varint(out: &mut Vec<u8>, mut v: u128) {
-    loop {
+pub fn write_varint<S: Sink>(out: &mut S, mut v: u128) {
+    let mut buf = [0u8; 19];
+    let mut n = 0;
+    for slot in buf.iter_mut() {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
+        n += 1;
         if v == 0 {
-            out.push(byte);
-            return;
+            *slot = byte;
+            break;
         }
-        out.push(byte | 0x80);
+        *slot = byte | 0x80;
     }
+    out.put(buf.get(..n).unwrap_or_default());
 }
 
 /// Reads one varint at `*pos`, advancing it. Refuses overlong encodings.
@@ -278,6 +348,13 @@ mod tests {
         bytes.extend([0xff; 19]);
         bytes.push(0x7f);
         assert_eq!(State::decode(&bytes), Err(DecodeError::Invalid));
+    }
+
+    #[test]
+    fn inline_and_heap_encodings_agree() {
+        for s in samples() {
+            assert_eq!(s.encoded().as_slice(), s.to_bytes().as_slice());
+        }
     }
 
     proptest! {

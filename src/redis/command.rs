@@ -87,10 +87,10 @@ fn run(
     if let Some(state) = outcome.new_state {
         let ttl = outcome.decision.reset_after_ms.clamp(1, MAX_TTL_MS);
         let at = now.saturating_add(ttl);
-        let payload = state.to_bytes();
+        let payload = state.encoded();
         lk.store(state)?;
         lk.expire_at(at, ttl);
-        replicate(ctx, key, &payload, at);
+        replicate(ctx, key, payload.as_slice(), at);
         // SAFETY: ctx and key are valid for this command.
         unsafe {
             if let Some(signal) = raw::RedisModule_SignalModifiedKey {
