@@ -4,6 +4,18 @@
 //! parses arguments, stores state in a custom data type, reads the clock and
 //! replicates results. This file only registers them with the server.
 
+// A panic inside a module aborts the whole server: no unwrap, expect, panic
+// or unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod limiter;
 pub mod redis;
 
