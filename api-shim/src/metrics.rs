@@ -1,0 +1,54 @@
+//! Prometheus metrics, exposed as text on `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Counters and latency histograms of one shim process.
+pub struct Metrics {
+    registry: Registry,
+    /// Decisions by endpoint (`raw`, `check`, `auth`) and outcome
+    /// (`allowed`, `denied`, `fail_open`, or an error label).
+    pub decisions: IntCounterVec,
+    /// Redis round-trip latency by operation, including failures.
+    pub redis_seconds: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "shim_decisions_total",
+                "Rate-limit decisions by endpoint and outcome",
+            ),
+            &["endpoint", "outcome"],
+        )?;
+        let redis_seconds = HistogramVec::new(
+            HistogramOpts::new("shim_redis_seconds", "Redis round-trip time by operation").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ],
+            ),
+            &["op"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(redis_seconds.clone()))?;
+        Ok(Metrics {
+            registry,
+            decisions,
+            redis_seconds,
+        })
+    }
+
+    pub fn decision(&self, endpoint: &str, outcome: &str) {
+        self.decisions.with_label_values(&[endpoint, outcome]).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

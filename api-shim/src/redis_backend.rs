@@ -1,0 +1,406 @@
+//! The real [`Backend`]: the `redis` crate over a multiplexed connection.
+//!
+//! - standalone: a [`ConnectionManager`] (one multiplexed connection that
+//!   reconnects by itself in the background);
+//! - cluster: the async cluster connection (per-node multiplexed connections,
+//!   follows MOVED/ASK, refreshes slots);
+//! - sentinel: a `ConnectionManager` to the master that Sentinel names; on a
+//!   connection error or `READONLY` (the old master was demoted) we forget it
+//!   and ask Sentinel again on the next request.
+//!
+//! No connection is made at start-up, so the shim starts (and answers 503)
+//! while Redis is down, and recovers without a restart when it returns. Every
+//! operation is bounded by `redis.timeout_ms`, so an outage becomes a 503
+//! quickly instead of piling up requests.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::backend::{
+    classify_server_error, Backend, BackendError, Call, Readiness, Reply, SystemMode,
+};
+use crate::config::{Config, RedisTarget};
+
+/// The module name shown by `MODULE LIST`.
+pub const MODULE_NAME: &str = "ratelimit";
+
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        conn: RwLock<Option<ClusterConnection>>,
+    },
+    Sentinel {
+        sentinel: Mutex<SentinelClient>,
+        manager: RwLock<Option<ConnectionManager>>,
+    },
+}
+
+/// Redis access for the shim.
+pub struct RedisBackend {
+    conn: Conn,
+    timeout: Duration,
+    mode_key: String,
+}
+
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        // Reconnect quickly; a longer back-off only delays recovery, since
+        // each new request triggers a fresh attempt anyway.
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(500))
+}
+
+fn config_error(e: RedisError) -> String {
+    format!("redis configuration: {e}")
+}
+
+impl RedisBackend {
+    /// Builds the client from configuration without connecting.
+    pub fn new(cfg: &Config) -> Result<RedisBackend, String> {
+        let timeout = cfg.redis_timeout;
+        let conn = match &cfg.redis {
+            RedisTarget::Standalone(url) => {
+                let client = Client::open(url.as_str()).map_err(config_error)?;
+                let mgr = ConnectionManager::new_lazy_with_config(client, manager_config(timeout))
+                    .map_err(config_error)?;
+                Conn::Standalone(mgr)
+            }
+            RedisTarget::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(config_error)?;
+                Conn::Cluster {
+                    client,
+                    conn: RwLock::new(None),
+                }
+            }
+            RedisTarget::Sentinel { master, nodes } => {
+                let sentinel = SentinelClient::build(
+                    nodes.clone(),
+                    master.clone(),
+                    None,
+                    SentinelServerType::Master,
+                )
+                .map_err(config_error)?;
+                Conn::Sentinel {
+                    sentinel: Mutex::new(sentinel),
+                    manager: RwLock::new(None),
+                }
+            }
+        };
+        Ok(RedisBackend {
+            conn,
+            timeout,
+            mode_key: cfg.mode_key.clone(),
+        })
+    }
+
+    async fn cluster_conn(
+        client: &redis::cluster::ClusterClient,
+        slot: &RwLock<Option<ClusterConnection>>,
+    ) -> Result<ClusterConnection, RedisError> {
+        if let Some(c) = slot.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let mut w = slot.write().await;
+        if let Some(c) = w.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = client.get_async_connection().await?;
+        *w = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn sentinel_manager(
+        &self,
+        sentinel: &Mutex<SentinelClient>,
+        slot: &RwLock<Option<ConnectionManager>>,
+    ) -> Result<ConnectionManager, RedisError> {
+        if let Some(m) = slot.read().await.as_ref() {
+            return Ok(m.clone());
+        }
+        let mut w = slot.write().await;
+        if let Some(m) = w.as_ref() {
+            return Ok(m.clone());
+        }
+        let client = sentinel.lock().await.async_get_client().await?;
+        let m = ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout))?;
+        *w = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Runs a pipeline (`Some`) or a single command on whatever connection we
+    /// have, bounded by the timeout.
+    async fn exec(
+        &self,
+        pipe: Option<&Pipeline>,
+        cmd: Option<&Cmd>,
+    ) -> Result<Value, BackendError> {
+        let fut = async {
+            match &self.conn {
+                Conn::Standalone(m) => {
+                    let mut c = m.clone();
+                    send(&mut c, pipe, cmd).await
+                }
+                Conn::Cluster { client, conn } => {
+                    let mut c = Self::cluster_conn(client, conn).await?;
+                    send(&mut c, pipe, cmd).await
+                }
+                Conn::Sentinel { sentinel, manager } => {
+                    let mut c = self.sentinel_manager(sentinel, manager).await?;
+                    let r = send(&mut c, pipe, cmd).await;
+                    if let Err(e) = &r {
+                        if e.is_io_error()
+                            || e.is_connection_dropped()
+                            || e.is_connection_refusal()
+                            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                        {
+                            // The master may have moved: ask Sentinel next time.
+                            *manager.write().await = None;
+                        }
+                    }
+                    r
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(map_error),
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+async fn send<C: redis::aio::ConnectionLike>(
+    c: &mut C,
+    pipe: Option<&Pipeline>,
+    cmd: Option<&Cmd>,
+) -> Result<Value, RedisError> {
+    match (pipe, cmd) {
+        (Some(p), _) => p.query_async(c).await,
+        (None, Some(cmd)) => cmd.query_async(c).await,
+        (None, None) => Ok(Value::Nil),
+    }
+}
+
+/// Sorts a client error into "Redis is not there" (503) and the rest.
+fn map_error(e: RedisError) -> BackendError {
+    let unavailable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ClusterDown
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::EmptySentinelList
+                | ErrorKind::Client
+        );
+    if unavailable {
+        return BackendError::Unavailable(e.to_string());
+    }
+    if matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) {
+        return BackendError::Protocol(e.to_string());
+    }
+    let text = e.to_string();
+    match e.into_server_errors() {
+        Some(items) => match items.first() {
+            Some((_, se)) => {
+                let detail = se.details().unwrap_or("");
+                BackendError::Rejected(classify_server_error(se.code(), detail), text)
+            }
+            None => BackendError::Protocol(text),
+        },
+        None => BackendError::Unavailable(text),
+    }
+}
+
+/// Reads the five fields from a RESP2 array or a RESP3 map.
+fn parse_reply(v: &Value) -> Option<Reply> {
+    let ints: Vec<i64> = match v {
+        Value::Array(items) => items.iter().map(as_int).collect::<Option<_>>()?,
+        Value::Map(pairs) => {
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| as_text(k).as_deref() == Some(name))
+                    .and_then(|(_, v)| as_int(v))
+            };
+            [
+                "allowed",
+                "limit",
+                "remaining",
+                "retry_after_ms",
+                "reset_after_ms",
+            ]
+            .iter()
+            .map(|n| get(n))
+            .collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    Reply::from_values(&ints)
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Boolean(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// `true` if a `MODULE LIST` reply names `name` (RESP2 flat pairs or RESP3 maps).
+fn module_listed(v: &Value, name: &str) -> bool {
+    let entries: &[Value] = match v {
+        Value::Array(e) | Value::Set(e) => e,
+        _ => return false,
+    };
+    entries.iter().any(|entry| match entry {
+        Value::Array(kv) => kv.chunks(2).any(|pair| match pair {
+            [k, v] => as_text(k).as_deref() == Some("name") && as_text(v).as_deref() == Some(name),
+            _ => false,
+        }),
+        Value::Map(pairs) => pairs.iter().any(|(k, v)| {
+            as_text(k).as_deref() == Some("name") && as_text(v).as_deref() == Some(name)
+        }),
+        _ => false,
+    })
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn run(&self, calls: &[Call]) -> Result<Vec<Reply>, BackendError> {
+        let mut pipe = redis::pipe();
+        for call in calls {
+            let (name, args) = call.algorithm.command(&call.key, call.cost);
+            pipe.cmd(name).arg(args);
+        }
+        let value = self.exec(Some(&pipe), None).await?;
+        let items = match value {
+            Value::Array(items) => items,
+            other => {
+                return Err(BackendError::Protocol(format!(
+                    "pipeline answered {other:?}"
+                )))
+            }
+        };
+        items
+            .iter()
+            .map(|v| {
+                parse_reply(v).ok_or_else(|| {
+                    BackendError::Protocol(format!("expected five integers, got {v:?}"))
+                })
+            })
+            .collect()
+    }
+
+    async fn get_mode(&self) -> Result<SystemMode, BackendError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&self.mode_key);
+        let v = self.exec(None, Some(&cmd)).await?;
+        Ok(match as_text(&v) {
+            Some(s) => SystemMode::parse_lenient(&s),
+            None => SystemMode::Normal,
+        })
+    }
+
+    async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.mode_key).arg(mode.as_str());
+        self.exec(None, Some(&cmd)).await.map(|_| ())
+    }
+
+    async fn readiness(&self) -> Result<Readiness, BackendError> {
+        let ping = redis::cmd("PING");
+        self.exec(None, Some(&ping)).await?;
+        let mut list = redis::cmd("MODULE");
+        list.arg("LIST");
+        let v = self.exec(None, Some(&list)).await?;
+        Ok(Readiness {
+            module_loaded: module_listed(&v, MODULE_NAME),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn resp2_and_resp3_replies_parse_alike() {
+        let resp2 = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(10),
+            Value::Int(9),
+            Value::Int(0),
+            Value::Int(100),
+        ]);
+        let resp3 = Value::Map(vec![
+            (bulk("reset_after_ms"), Value::Int(100)),
+            (bulk("allowed"), Value::Int(1)),
+            (bulk("limit"), Value::Int(10)),
+            (bulk("remaining"), Value::Int(9)),
+            (bulk("retry_after_ms"), Value::Int(0)),
+        ]);
+        let want = Reply {
+            allowed: true,
+            limit: 10,
+            remaining: 9,
+            retry_after_ms: 0,
+            reset_after_ms: 100,
+        };
+        assert_eq!(parse_reply(&resp2), Some(want));
+        assert_eq!(parse_reply(&resp3), Some(want));
+        assert_eq!(parse_reply(&Value::Array(vec![Value::Int(1)])), None);
+        assert_eq!(parse_reply(&bulk("OK")), None);
+    }
+
+    #[test]
+    fn module_list_is_searched_by_name() {
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("name"),
+            bulk("ratelimit"),
+            bulk("ver"),
+            Value::Int(1),
+        ])]);
+        assert!(module_listed(&v, "ratelimit"));
+        assert!(!module_listed(&v, "other"));
+        assert!(!module_listed(&Value::Array(vec![]), "ratelimit"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Test harness: a real `redis-server` with the module loaded, shims (in
+//! process or as the built binary), all on free 127.0.0.1 ports and killed on
+//! drop.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use api_shim::config::Config;
+use api_shim::server::{serve, state_from_config};
+use api_shim::AppState;
+
+/// The module to load: `RL_MODULE`, else `<workspace>/target/debug/libredis_ratelimit.so`.
+/// A missing module fails the test with one line saying how to build it.
+pub fn module_path() -> PathBuf {
+    let path = std::env::var_os("RL_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target/debug/libredis_ratelimit.so")
+        });
+    assert!(
+        path.exists(),
+        "module not found at {}: build it with `cargo build` at the workspace root (or set RL_MODULE)",
+        path.display()
+    );
+    path
+}
+
+pub fn redis_server_binary() -> PathBuf {
+    std::env::var_os("REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("redis-server"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "api-shim-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisProc {
+    child: Option<Child>,
+    pub port: u16,
+    pub with_module: bool,
+}
+
+impl RedisProc {
+    /// Starts Redis with the module on a free port.
+    pub fn start() -> RedisProc {
+        Self::start_on(free_port(), true)
+    }
+
+    /// Starts Redis on `port`; `with_module = false` gives a plain server.
+    pub fn start_on(port: u16, with_module: bool) -> RedisProc {
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--protected-mode", "no"]);
+        if with_module {
+            cmd.arg("--loadmodule").arg(module_path());
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (is it installed?)");
+        let mut r = RedisProc {
+            child: Some(child),
+            port,
+            with_module,
+        };
+        r.wait_ready();
+        r
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(pong) = self.cmd(&["PING"]) {
+                if pong == "PONG" {
+                    return;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("redis-server on port {} exited: {status}", self.port);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Runs one command, answering its reply as text (for PING, GET, SET).
+    pub fn cmd(&self, args: &[&str]) -> Result<String, String> {
+        let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .map_err(|e| e.to_string())?;
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        let v: redis::Value = c.query(&mut con).map_err(|e| e.to_string())?;
+        Ok(match v {
+            redis::Value::SimpleString(s) => s,
+            redis::Value::Okay => "OK".to_owned(),
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::Nil => String::new(),
+            other => format!("{other:?}"),
+        })
+    }
+
+    /// Kills the server (SIGKILL: an outage, not a clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a fresh server on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = RedisProc::start_on(self.port, self.with_module);
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Configuration for tests, pointing at `redis_url`; `extra` is TOML whose
+/// top-level keys come before its tables.
+pub fn config(redis_url: &str, extra: &str) -> Config {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = 300\n"
+    );
+    Config::from_toml(&text, |_| None).expect("test config is valid")
+}
+
+/// A shim served in this process on a free port; stops on drop.
+pub struct InProcessShim {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl InProcessShim {
+    pub async fn start(cfg: Config) -> InProcessShim {
+        let state = state_from_config(cfg).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        tokio::spawn(async move {
+            let _ = serve(st, listener, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        InProcessShim {
+            addr,
+            state,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for InProcessShim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The `api-shim` binary as a child process; killed on drop.
+pub struct ShimProc {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl ShimProc {
+    pub fn start(redis_url: &str, config_body: &str) -> ShimProc {
+        let port = free_port();
+        let dir = TempDir::new("shim");
+        let path = dir.0.join("shim.toml");
+        std::fs::write(&path, config_body).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_api-shim"))
+            .arg(&path)
+            .env("SHIM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHIM_REDIS_URL", redis_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn api-shim");
+        let s = ShimProc {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_http(&format!("http://127.0.0.1:{port}/health"));
+        s
+    }
+}
+
+impl Drop for ShimProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Blocks until `url` answers 200 (plain TCP + HTTP/1.0, no async runtime).
+pub fn wait_http(url: &str) {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(host) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+            let mut buf = String::new();
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_to_string(&mut buf).is_ok()
+                && (buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200"))
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `fut` with a deadline so no test can hang the suite.
+pub async fn bounded<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_| panic!("test exceeded {secs} s"))
+}
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}

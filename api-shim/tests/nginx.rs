@@ -1,0 +1,246 @@
+//! A real Nginx, configured from the shipped `docker/nginx/` files, in front
+//! of two `api-shim` processes and a stub app: auth_request turns the shim's
+//! 403-with-marker into 429 (with Retry-After) or 503, and recovers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use common::{bounded, free_port, header, wait_http, RedisProc, ShimProc, TempDir};
+use reqwest::StatusCode;
+
+fn nginx_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NGINX") {
+        return PathBuf::from(p);
+    }
+    let candidate = PathBuf::from("/usr/sbin/nginx");
+    assert!(
+        candidate.exists(),
+        "nginx not found at /usr/sbin/nginx: install it (apt-get install nginx) or set NGINX"
+    );
+    candidate
+}
+
+fn repo_nginx_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/nginx")
+}
+
+/// Renders `local.conf.template` exactly as `render-local.sh` does.
+fn render(prefix: &Path, listen: &str, app: &str, shims: &[u16]) -> PathBuf {
+    let dir = repo_nginx_dir();
+    let template =
+        std::fs::read_to_string(dir.join("local.conf.template")).expect("read nginx template");
+    let servers: String = shims
+        .iter()
+        .map(|p| format!("server 127.0.0.1:{p};"))
+        .collect();
+    let locations = dir
+        .join("ratelimit.locations.conf")
+        .canonicalize()
+        .expect("locations file");
+    let conf = template
+        .replace("@PREFIX@", &prefix.display().to_string())
+        .replace("@LISTEN@", listen)
+        .replace("@APP_SERVER@", app)
+        .replace("@SHIM_SERVERS@", &servers)
+        .replace("@LOCATIONS@", &locations.display().to_string());
+    assert!(!conf.contains('@'), "unreplaced placeholder in template");
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    path
+}
+
+/// Nginx in the foreground; stopped with SIGTERM (so its workers exit too).
+struct NginxProc {
+    child: Child,
+    prefix: PathBuf,
+}
+
+impl NginxProc {
+    fn start(prefix: &Path, conf: &Path) -> NginxProc {
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(conf)
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        NginxProc {
+            child,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NginxProc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SHIM_CONFIG: &str = r#"
+[identity]
+trusted_proxies = ["127.0.0.1"]
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 3, rate = 0.01 }]
+"#;
+
+async fn auth_decisions(http: &reqwest::Client, shim_port: u16) -> u64 {
+    let text = http
+        .get(format!("http://127.0.0.1:{shim_port}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("shim_decisions_total{endpoint=\"auth\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_limits_an_app_through_two_shims() {
+    bounded(120, async {
+        let mut redis = RedisProc::start();
+        let shim_a = ShimProc::start(&redis.url(), SHIM_CONFIG);
+        let shim_b = ShimProc::start(&redis.url(), SHIM_CONFIG);
+
+        // The protected app: a stub that says who answered.
+        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind app");
+        let app_addr = app_listener.local_addr().expect("app addr");
+        let app = axum::Router::new().route("/api/hello", get(|| async { "hello from app" }));
+        tokio::spawn(async move {
+            let _ = axum::serve(app_listener, app).await;
+        });
+
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let conf = render(
+            &dir.0,
+            &format!("127.0.0.1:{port}"),
+            &app_addr.to_string(),
+            &[shim_a.port, shim_b.port],
+        );
+        let nginx = NginxProc::start(&dir.0, &conf);
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/ratelimit/health");
+        tokio::task::spawn_blocking(move || wait_http(&health))
+            .await
+            .expect("nginx up");
+
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let url = format!("{base}/api/hello");
+        for want in ["2", "1", "0"] {
+            let r = http.get(&url).send().await.expect("send");
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "nginx log: {}",
+                nginx.error_log()
+            );
+            assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some(want));
+            assert_eq!(
+                header(&r, "ratelimit-policy"),
+                Some("\"free.burst\";q=3;w=300")
+            );
+            assert!(header(&r, "ratelimit").is_some());
+            assert_eq!(header(&r, "retry-after"), None);
+            assert_eq!(r.text().await.expect("body"), "hello from app");
+        }
+        let r = http.get(&url).send().await.expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+        let retry: u64 = header(&r, "retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in whole seconds");
+        assert!((90..=100).contains(&retry), "{retry}");
+        assert!(r.text().await.expect("body").contains("\"status\":429"));
+
+        // Nginx spread the subrequests over both shims.
+        let (a, b) = (
+            auth_decisions(&http, shim_a.port).await,
+            auth_decisions(&http, shim_b.port).await,
+        );
+        assert_eq!(a + b, 4);
+        assert!(a >= 1 && b >= 1, "load balancing: a={a} b={b}");
+
+        // The app's own pages outside /api/ are not rate-limited headers-wise.
+        let r = http
+            .get(format!("{base}/ratelimit/ready"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = http
+            .get(format!("{base}/ratelimit/admin/mode"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "admin is not public");
+
+        // Redis outage: fail-closed shims make Nginx answer 503.
+        redis.kill();
+        let r = http.get(&url).send().await.expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+
+        // Back on the same port: recovery without restarting anything else.
+        redis.restart();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = http.get(&url).send().await.expect("send");
+            if r.status() == StatusCode::OK {
+                assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no recovery: {}", r.status());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(nginx);
+    })
+    .await;
+}
