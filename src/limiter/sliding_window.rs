@@ -115,10 +115,12 @@ pub fn step_exact(
     let keep_from = entries.partition_point(|&(ts, _)| ts.saturating_add(w) <= t);
     entries.drain(..keep_from);
     let used: u64 = entries.iter().fold(0, |a, &(_, c)| a.saturating_add(c));
+    // Kept entries have ts + w > t. States come from RDB/RESTORE payloads
+    // too, so times near u64::MAX must saturate, never overflow.
     let reset = |entries: &[(u64, u64)]| {
-        entries
-            .last()
-            .map_or(0, |&(ts, _)| ts.saturating_add(w) - t + skew)
+        entries.last().map_or(0, |&(ts, _)| {
+            (ts.saturating_add(w) - t).saturating_add(skew)
+        })
     };
     let decision = |used: u64, retry: Retry, entries: &[(u64, u64)]| Decision {
         limit: quota.limit(),
@@ -156,7 +158,7 @@ pub fn step_exact(
     for &(ts, c) in &entries {
         freed = freed.saturating_add(c);
         if freed >= excess {
-            wait = ts.saturating_add(w) - t + skew;
+            wait = (ts.saturating_add(w) - t).saturating_add(skew);
             break;
         }
     }
@@ -210,11 +212,13 @@ pub fn step_approx(
     };
     let remaining =
         |prev: u64, cur: u64| sat_u64((limit * w128).saturating_sub(weighted(prev, cur)) / w128);
+    // elapsed < w, so these never underflow; written from `elapsed` rather
+    // than `start_ms` so a stored start near u64::MAX cannot overflow.
     let reset = |st: &SlidingApproxState| {
         if st.cur > 0 {
-            st.start_ms + 2 * w - t + skew
+            (2 * w - elapsed).saturating_add(skew)
         } else if st.prev > 0 {
-            st.start_ms + w - t + skew
+            (w - elapsed).saturating_add(skew)
         } else {
             0
         }
@@ -241,7 +245,7 @@ pub fn step_approx(
             new_state: (cost > 0).then_some(next),
         };
     }
-    let wait = approx_wait(&s, quota, elapsed, cost) + skew;
+    let wait = approx_wait(&s, quota, elapsed, cost).saturating_add(skew);
     Outcome {
         decision: decision(&s, Retry::After(wait)),
         new_state: None,
@@ -357,6 +361,31 @@ mod tests {
         assert_eq!(approx(&mut st, &q, 1_250, 1).retry, Retry::After(50));
         assert!(!approx(&mut st, &q, 1_299, 1).allowed());
         assert!(approx(&mut st, &q, 1_300, 1).allowed());
+    }
+
+    /// Found by the `apply` fuzz target: a stored window start near u64::MAX
+    /// (a forged RESTORE payload) overflowed the reset time.
+    #[test]
+    fn states_from_the_far_future_do_not_overflow() {
+        let q = WindowQuota::new(5, 1_500).expect("valid");
+        let now = 1_764_000_000_000;
+        for (prev, cur) in [(0, 1), (1, 0), (9, 9)] {
+            let st = SlidingApproxState {
+                start_ms: u64::MAX - 1_000,
+                prev,
+                cur,
+            };
+            for cost in [0, 1, 5, 6] {
+                let out = step_approx(Some(st), &q, now, cost);
+                assert!(out.decision.remaining <= 5);
+            }
+        }
+        let _ = step_approx(None, &q, u64::MAX, 1);
+        let log = ExactLog::from_entries(&[(u64::MAX - 10, 3), (u64::MAX - 1, 2)]);
+        for cost in [0, 1, 5, 6] {
+            let out = step_exact(Some(&log), &q, now, cost).expect("decodes");
+            assert!(out.decision.remaining <= 5);
+        }
     }
 
     proptest! {
