@@ -1,0 +1,100 @@
+//! `limiter::apply` on any decoded state, any quota the parsers accept, and
+//! arbitrary times and costs, over a few consecutive calls.
+//!
+//! Input layout:
+//!   byte 0          command selector (`% 4`, as in the `args` target)
+//!   byte 1          n: length of the stored state (0: no key)
+//!   byte 2          k: number of calls, `1 + byte % 4`
+//!   k * 16 bytes    per call: now_ms (u64 LE), cost (u64 LE)
+//!   n bytes         stored state, given to `State::decode`
+//!   rest            arguments after the key, separated by 0x00
+//!
+//! Each call uses the state the previous one stored. Checks: no panic;
+//! `remaining <= limit`; `limit` is the quota's; an error is only a kind
+//! mismatch (never `Corrupt` for a state that decoded); every state to store
+//! survives the RDB round trip (`decode(to_bytes(s)) == Ok(s)`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
+
+#[path = "common.rs"]
+mod common;
+
+const HEADER: usize = 3;
+const STEP: usize = 16;
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn quota_limit(q: &Quota) -> u64 {
+    match q {
+        Quota::TokenBucket(q) => q.capacity(),
+        Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < HEADER {
+        return;
+    }
+    let selector = data[0];
+    let state_len = usize::from(data[1]);
+    let steps = 1 + usize::from(data[2] % 4);
+    let state_at = HEADER + steps * STEP;
+    let args_at = state_at + state_len;
+    if data.len() < args_at {
+        return;
+    }
+    let mut stored = if state_len == 0 {
+        None
+    } else {
+        match State::decode(&data[state_at..args_at]) {
+            Ok(s) => Some(s),
+            Err(_) => return,
+        }
+    };
+    let argv = common::split_args(&data[args_at..]);
+    let Some(call) = common::parse_checked(selector, &argv) else {
+        return;
+    };
+    let quota = call.quota;
+    for i in 0..steps {
+        let at = HEADER + i * STEP;
+        let now_ms = u64_at(data, at);
+        let cost = u64_at(data, at + 8);
+        let out = match limiter::apply(stored.as_ref(), &quota, now_ms, cost) {
+            Ok(out) => out,
+            Err(ApplyError::WrongKind { stored: s, called }) => {
+                assert_ne!(s, called, "WrongKind for matching kinds");
+                assert_eq!(called, quota.kind());
+                return;
+            }
+            Err(e @ ApplyError::Corrupt(_)) => {
+                panic!("{e:?} on a state that decoded: {stored:?}")
+            }
+        };
+        let d = out.decision;
+        assert!(
+            d.remaining <= d.limit,
+            "remaining {} > limit {}: {d:?} (state {stored:?}, quota {quota:?}, now {now_ms}, cost {cost})",
+            d.remaining,
+            d.limit
+        );
+        assert_eq!(d.limit, quota_limit(&quota), "{d:?} for {quota:?}");
+        if let Some(next) = out.new_state {
+            assert_eq!(next.kind(), quota.kind());
+            let bytes = next.to_bytes();
+            assert_eq!(
+                State::decode(&bytes).as_ref(),
+                Ok(&next),
+                "stored state does not survive RDB: {bytes:02x?}"
+            );
+            stored = Some(next);
+        }
+    }
+});
