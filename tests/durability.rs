@@ -343,6 +343,62 @@ fn damaged_restore_payloads_are_refused(f: Flavor) {
     assert_eq!(pong, "PONG");
 }
 
+/// An RDB file whose limiter values carry an encoding version from the
+/// future: the server refuses to load it, logs why, and exits (after its
+/// own RDB check) rather than aborting or serving a guessed state.
+fn rdb_with_unknown_encoding_is_refused(f: Flavor) {
+    let mut s = Server::start(f);
+    let mut c = s.conn();
+    ok(&mut c, "RL.TOKENBUCKET tb 10 0.5 3");
+    let (dump, _) = snapshot(&mut c, "tb");
+    let _: () = redis::cmd("SAVE").query(&mut c).expect("SAVE");
+    s.kill();
+    let path = s.dir.join("dump.rdb");
+    let mut rdb = std::fs::read(&path).expect("dump.rdb");
+    // The module id as DUMP shows it: 0x81 and 8 bytes, encver in the low bits.
+    let id = &dump[1..10];
+    let at = rdb
+        .windows(id.len())
+        .position(|w| w == id)
+        .expect("module id in the RDB");
+    rdb[at + 8] = (rdb[at + 8] & !0x03) | 2;
+    std::fs::write(&path, resign(rdb)).expect("write RDB");
+
+    let mut child = std::process::Command::new(f.binary())
+        .args([
+            "--port",
+            &common::free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--dir")
+        .arg(&s.dir)
+        .arg("--logfile")
+        .arg(s.dir.join("reload.log"))
+        .arg("--loadmodule")
+        .arg(common::module_path())
+        .spawn()
+        .expect("start server");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server loaded an RDB with an unknown encoding");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), None, "server crashed: {status:?}");
+    let log = std::fs::read_to_string(s.dir.join("reload.log")).unwrap_or_default();
+    assert!(
+        log.contains("refusing state with unknown encoding version 2"),
+        "{log}"
+    );
+}
+
 on_both_servers!(
     replica_holds_exactly_the_masters_state,
     replica_matches_after_many_random_calls,
@@ -351,4 +407,5 @@ on_both_servers!(
     state_survives_restart_from_aof,
     dump_restore_copy_and_rename_keep_state,
     damaged_restore_payloads_are_refused,
+    rdb_with_unknown_encoding_is_refused,
 );
