@@ -71,27 +71,70 @@ impl ExactLog {
     }
 
     pub fn entries(&self) -> Result<Vec<(u64, u64)>, DecodeError> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        let mut last: u64 = 0;
-        while pos < self.packed.len() {
-            let delta = u64::try_from(read_varint(&self.packed, &mut pos)?)
-                .map_err(|_| DecodeError::Invalid)?;
-            let count = u64::try_from(read_varint(&self.packed, &mut pos)?)
-                .map_err(|_| DecodeError::Invalid)?;
-            if count == 0 || (!out.is_empty() && delta == 0) {
-                return Err(DecodeError::Invalid);
-            }
-            last = last.checked_add(delta).ok_or(DecodeError::Invalid)?;
-            out.push((last, count));
+        self.iter().collect()
+    }
+
+    /// The entries, decoded as they are read (no allocation).
+    pub fn iter(&self) -> Entries<'_> {
+        Entries {
+            bytes: &self.packed,
+            pos: 0,
+            last: 0,
+            first: true,
         }
-        Ok(out)
     }
 
     /// Heap bytes held, for `MEMORY USAGE`.
     pub fn heap_size(&self) -> usize {
         self.packed.len()
     }
+}
+
+/// Decodes `(time_ms, count)` entries from packed bytes, checking as it goes.
+pub struct Entries<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    last: u64,
+    first: bool,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<(u64, u64), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.bytes.len() {
+            return None;
+        }
+        let mut field = || {
+            u64::try_from(read_varint(self.bytes, &mut self.pos)?).map_err(|_| DecodeError::Invalid)
+        };
+        let entry = field()
+            .and_then(|delta| Ok((delta, field()?)))
+            .and_then(|(delta, count)| {
+                if count == 0 || (!self.first && delta == 0) {
+                    return Err(DecodeError::Invalid);
+                }
+                let ts = self.last.checked_add(delta).ok_or(DecodeError::Invalid)?;
+                Ok((ts, count))
+            });
+        match entry {
+            Ok((ts, count)) => {
+                self.last = ts;
+                self.first = false;
+                Some(Ok((ts, count)))
+            }
+            Err(e) => {
+                // Stop after an error: the rest cannot be trusted.
+                self.pos = self.bytes.len();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Bytes a LEB128 varint of `v` takes.
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
 /// One `EXACT` call on the log's entries.
@@ -105,32 +148,41 @@ pub fn step_exact(
     cost: u64,
 ) -> Result<Outcome<ExactLog>, DecodeError> {
     let w = quota.window_ms();
-    let mut entries = match prev {
-        Some(log) => log.entries()?,
-        None => Vec::new(),
-    };
-    let t = entries.last().map_or(now_ms, |&(ts, _)| now_ms.max(ts));
+    let empty = ExactLog::default();
+    let log = prev.unwrap_or(&empty);
+    // The log is walked in place (a few passes over a few bytes each) rather
+    // than decoded into a vector: this runs on every call.
+    let mut last_ts = None;
+    for e in log.iter() {
+        last_ts = Some(e?.0);
+    }
+    let t = last_ts.map_or(now_ms, |ts| now_ms.max(ts));
     let skew = t - now_ms;
-    // Entries at or before t - w have left the trailing window.
-    let keep_from = entries.partition_point(|&(ts, _)| ts.saturating_add(w) <= t);
-    entries.drain(..keep_from);
-    let used: u64 = entries.iter().fold(0, |a, &(_, c)| a.saturating_add(c));
-    // Kept entries have ts + w > t. States come from RDB/RESTORE payloads
-    // too, so times near u64::MAX must saturate, never overflow.
-    let reset = |entries: &[(u64, u64)]| {
-        entries.last().map_or(0, |&(ts, _)| {
-            (ts.saturating_add(w) - t).saturating_add(skew)
-        })
+    // Entries at or before t - w have left the trailing window. States come
+    // from RDB/RESTORE payloads too, so times near u64::MAX must saturate.
+    let live = |ts: u64| ts.saturating_add(w) > t;
+    let mut used = 0u64;
+    for e in log.iter() {
+        let (ts, c) = e?;
+        if live(ts) {
+            used = used.saturating_add(c);
+        }
+    }
+    // The newest entry is the last to leave the window.
+    let reset = |newest: Option<u64>| {
+        newest
+            .filter(|&ts| live(ts))
+            .map_or(0, |ts| (ts.saturating_add(w) - t).saturating_add(skew))
     };
-    let decision = |used: u64, retry: Retry, entries: &[(u64, u64)]| Decision {
+    let decision = |used: u64, retry: Retry, newest: Option<u64>| Decision {
         limit: quota.limit(),
         remaining: quota.limit().saturating_sub(used),
         retry,
-        reset_after_ms: reset(entries),
+        reset_after_ms: reset(newest),
     };
     if cost > quota.limit() {
         return Ok(Outcome {
-            decision: decision(used, Retry::Never, &entries),
+            decision: decision(used, Retry::Never, last_ts),
             new_state: None,
         });
     }
@@ -138,24 +190,24 @@ pub fn step_exact(
     if total <= quota.limit() {
         if cost == 0 {
             return Ok(Outcome {
-                decision: decision(used, Retry::Now, &entries),
+                decision: decision(used, Retry::Now, last_ts),
                 new_state: None,
             });
         }
-        match entries.last_mut() {
-            Some((ts, c)) if *ts == t => *c += cost,
-            _ => entries.push((t, cost)),
-        }
         return Ok(Outcome {
-            decision: decision(total, Retry::Now, &entries),
-            new_state: Some(ExactLog::from_entries(&entries)),
+            decision: decision(total, Retry::Now, Some(t)),
+            new_state: Some(append(log, &live, t, cost)?),
         });
     }
     // Wait until enough of the oldest entries have left the window.
     let excess = total - quota.limit();
     let mut freed = 0u64;
     let mut wait = 0;
-    for &(ts, c) in &entries {
+    for e in log.iter() {
+        let (ts, c) = e?;
+        if !live(ts) {
+            continue;
+        }
         freed = freed.saturating_add(c);
         if freed >= excess {
             wait = (ts.saturating_add(w) - t).saturating_add(skew);
@@ -163,8 +215,55 @@ pub fn step_exact(
         }
     }
     Ok(Outcome {
-        decision: decision(used, Retry::After(wait), &entries),
+        decision: decision(used, Retry::After(wait), last_ts),
         new_state: None,
+    })
+}
+
+/// The live entries of `log` plus `cost` units at `t` (merged into the last
+/// entry when it is at `t`), packed into one exactly sized allocation.
+fn append(
+    log: &ExactLog,
+    live: &impl Fn(u64) -> bool,
+    t: u64,
+    cost: u64,
+) -> Result<ExactLog, DecodeError> {
+    // Live entries, with the new units merged or appended; `prev` is the time
+    // the next delta counts from (the first live entry is stored absolute).
+    let entries = || {
+        let mut tail = Some((t, cost));
+        let mut kept = log
+            .iter()
+            .filter(move |e| !matches!(e, Ok((ts, _)) if !live(*ts)));
+        std::iter::from_fn(move || match kept.next() {
+            Some(Ok((ts, c))) if ts == t => {
+                tail = None;
+                Some(Ok((ts, c.saturating_add(cost))))
+            }
+            Some(other) => Some(other),
+            None => tail.take().map(Ok),
+        })
+    };
+    let mut size = 0;
+    let mut n = 0u32;
+    let mut prev = 0;
+    for e in entries() {
+        let (ts, c) = e?;
+        size += varint_len(ts - prev) + varint_len(c);
+        prev = ts;
+        n = n.saturating_add(1);
+    }
+    let mut packed = Vec::with_capacity(size);
+    let mut prev = 0;
+    for e in entries() {
+        let (ts, c) = e?;
+        write_varint(&mut packed, u128::from(ts - prev));
+        write_varint(&mut packed, u128::from(c));
+        prev = ts;
+    }
+    Ok(ExactLog {
+        packed: packed.into_boxed_slice(),
+        len: n,
     })
 }
 
