@@ -14,7 +14,7 @@
 
 use super::decision::{sat_u64, Decision, Outcome, Retry};
 use super::quota::WindowQuota;
-use super::state::{read_varint, write_varint, DecodeError};
+use super::state::{read_varint, write_varint, DecodeError, Sink};
 
 /// A compact log of `(time_ms, count)` entries, oldest first, times strictly
 /// increasing and counts above zero.
@@ -132,11 +132,6 @@ impl Iterator for Entries<'_> {
     }
 }
 
-/// Bytes a LEB128 varint of `v` takes.
-fn varint_len(v: u64) -> usize {
-    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
-}
-
 /// One `EXACT` call on the log's entries.
 ///
 /// `max_entries` is not checked here: the glue refuses quotas whose log could
@@ -150,22 +145,31 @@ pub fn step_exact(
     let w = quota.window_ms();
     let empty = ExactLog::default();
     let log = prev.unwrap_or(&empty);
-    // The log is walked in place (a few passes over a few bytes each) rather
-    // than decoded into a vector: this runs on every call.
+    // The log is walked in place rather than decoded into a vector: this runs
+    // on every call. One pass counts the units still in the window, assuming
+    // the clock did not go backwards; a second is needed only if it did.
     let mut last_ts = None;
+    let mut used_now = 0u64;
     for e in log.iter() {
-        last_ts = Some(e?.0);
+        let (ts, c) = e?;
+        last_ts = Some(ts);
+        if ts.saturating_add(w) > now_ms {
+            used_now = used_now.saturating_add(c);
+        }
     }
     let t = last_ts.map_or(now_ms, |ts| now_ms.max(ts));
     let skew = t - now_ms;
     // Entries at or before t - w have left the trailing window. States come
     // from RDB/RESTORE payloads too, so times near u64::MAX must saturate.
     let live = |ts: u64| ts.saturating_add(w) > t;
-    let mut used = 0u64;
-    for e in log.iter() {
-        let (ts, c) = e?;
-        if live(ts) {
-            used = used.saturating_add(c);
+    let mut used = used_now;
+    if t != now_ms {
+        used = 0;
+        for e in log.iter() {
+            let (ts, c) = e?;
+            if live(ts) {
+                used = used.saturating_add(c);
+            }
         }
     }
     // The newest entry is the last to leave the window.
@@ -221,50 +225,85 @@ pub fn step_exact(
 }
 
 /// The live entries of `log` plus `cost` units at `t` (merged into the last
-/// entry when it is at `t`), packed into one exactly sized allocation.
+/// entry when it is at `t`), packed in one pass into one exactly sized
+/// allocation.
 fn append(
     log: &ExactLog,
     live: &impl Fn(u64) -> bool,
     t: u64,
     cost: u64,
 ) -> Result<ExactLog, DecodeError> {
-    // Live entries, with the new units merged or appended; `prev` is the time
-    // the next delta counts from (the first live entry is stored absolute).
-    let entries = || {
-        let mut tail = Some((t, cost));
-        let mut kept = log
-            .iter()
-            .filter(move |e| !matches!(e, Ok((ts, _)) if !live(*ts)));
-        std::iter::from_fn(move || match kept.next() {
-            Some(Ok((ts, c))) if ts == t => {
-                tail = None;
-                Some(Ok((ts, c.saturating_add(cost))))
-            }
-            Some(other) => Some(other),
-            None => tail.take().map(Ok),
-        })
-    };
-    let mut size = 0;
+    let mut out = Scratch::default();
     let mut n = 0u32;
+    // The first live entry is stored absolute, the others as deltas.
     let mut prev = 0;
-    for e in entries() {
-        let (ts, c) = e?;
-        size += varint_len(ts - prev) + varint_len(c);
+    let mut merged = false;
+    for e in log.iter() {
+        let (ts, mut c) = e?;
+        if !live(ts) {
+            continue;
+        }
+        if ts == t {
+            c = c.saturating_add(cost);
+            merged = true;
+        }
+        write_varint(&mut out, u128::from(ts - prev));
+        write_varint(&mut out, u128::from(c));
         prev = ts;
         n = n.saturating_add(1);
     }
-    let mut packed = Vec::with_capacity(size);
-    let mut prev = 0;
-    for e in entries() {
-        let (ts, c) = e?;
-        write_varint(&mut packed, u128::from(ts - prev));
-        write_varint(&mut packed, u128::from(c));
-        prev = ts;
+    if !merged {
+        write_varint(&mut out, u128::from(t - prev));
+        write_varint(&mut out, u128::from(cost));
+        n = n.saturating_add(1);
     }
     Ok(ExactLog {
-        packed: packed.into_boxed_slice(),
+        packed: out.into_boxed(),
         len: n,
     })
+}
+
+/// A write buffer on the stack that spills to the heap for long logs, so the
+/// only allocation is the final, exactly sized one.
+struct Scratch {
+    stack: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            stack: [0; 256],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl Sink for Scratch {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            if let Some(dst) = self.stack.get_mut(self.len..self.len + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.heap
+                .extend_from_slice(self.stack.get(..self.len).unwrap_or_default());
+        }
+        self.heap.extend_from_slice(bytes);
+    }
+}
+
+impl Scratch {
+    fn into_boxed(self) -> Box<[u8]> {
+        if self.heap.is_empty() {
+            Box::from(self.stack.get(..self.len).unwrap_or_default())
+        } else {
+            self.heap.into_boxed_slice()
+        }
+    }
 }
 
 /// The stored state of an `APPROX` limiter.
@@ -460,6 +499,20 @@ mod tests {
         assert_eq!(approx(&mut st, &q, 1_250, 1).retry, Retry::After(50));
         assert!(!approx(&mut st, &q, 1_299, 1).allowed());
         assert!(approx(&mut st, &q, 1_300, 1).allowed());
+    }
+
+    #[test]
+    fn long_logs_spill_to_the_heap_intact() {
+        let q = WindowQuota::new(1_000, 1_000_000).expect("valid");
+        let mut log = None;
+        for i in 0..300u64 {
+            assert!(exact(&mut log, &q, 1_000 + i * 1_000, 1).allowed());
+        }
+        let log = log.expect("stored");
+        assert!(log.packed().len() > 256);
+        let want: Vec<(u64, u64)> = (0..300u64).map(|i| (1_000 + i * 1_000, 1)).collect();
+        assert_eq!(log.entries().expect("decodes"), want);
+        assert_eq!(log.len(), 300);
     }
 
     /// Found by the `apply` fuzz target: a stored window start near u64::MAX
