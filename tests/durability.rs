@@ -24,11 +24,9 @@ const KEYS: [&str; 5] = ["tb", "fw", "se", "sa", "ct"];
 
 fn run_workload(c: &mut redis::Connection) {
     for line in WORKLOAD {
-        let mut cmd = redis::Cmd::new();
-        for w in line.split_whitespace() {
-            cmd.arg(w);
-        }
-        let _: Vec<i64> = cmd.query(c).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let _: Vec<i64> = common::cmd(line)
+            .query(c)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
     }
 }
 
@@ -120,11 +118,7 @@ fn replica_matches_after_many_random_calls(f: Flavor) {
             2 => format!("RL.SLIDING {key}:se 8 5 {cost}"),
             _ => format!("RL.SLIDING {key}:sa 8 5 {cost} APPROX"),
         };
-        let mut cmd = redis::Cmd::new();
-        for w in line.split_whitespace() {
-            cmd.arg(w);
-        }
-        pipe.add_command(cmd).ignore();
+        pipe.add_command(common::cmd(&line)).ignore();
     }
     let _: () = pipe.query(&mut m).expect("pipeline");
     let _: i64 = redis::cmd("WAIT")

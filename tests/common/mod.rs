@@ -283,13 +283,18 @@ pub struct Reply {
     pub reset_after_ms: i64,
 }
 
-/// Runs a command given as one string of space-separated words.
-pub fn call(c: &mut redis::Connection, line: &str) -> redis::RedisResult<Reply> {
+/// A command from one string of space-separated words.
+pub fn cmd(line: &str) -> redis::Cmd {
     let mut cmd = redis::Cmd::new();
     for w in line.split_whitespace() {
         cmd.arg(w);
     }
-    let v: Vec<i64> = cmd.query(c)?;
+    cmd
+}
+
+/// Runs a command given as one string of space-separated words.
+pub fn call(c: &mut redis::Connection, line: &str) -> redis::RedisResult<Reply> {
+    let v: Vec<i64> = cmd(line).query(c)?;
     assert_eq!(v.len(), 5, "reply of {line}: {v:?}");
     Ok(Reply {
         allowed: v[0],
@@ -306,11 +311,7 @@ pub fn ok(c: &mut redis::Connection, line: &str) -> Reply {
 
 /// The error a command line gets.
 pub fn err(c: &mut redis::Connection, line: &str) -> String {
-    let mut cmd = redis::Cmd::new();
-    for w in line.split_whitespace() {
-        cmd.arg(w);
-    }
-    match cmd.query::<redis::Value>(c) {
+    match cmd(line).query::<redis::Value>(c) {
         Ok(v) => panic!("{line} should fail, got {v:?}"),
         Err(e) => error_text(&e),
     }
