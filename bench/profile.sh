@@ -36,45 +36,17 @@ WORKLOADS=${PROFILE_WORKLOADS:-tokenbucket incr}
 MODULE=${PROFILE_MODULE:-$ROOT/target/release/libredis_ratelimit.so}
 RANGE=100000
 
-die() {
-    echo "profile: $*" >&2
-    exit 1
-}
+TOOL=profile
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 for tool in redis-server redis-cli redis-benchmark valgrind callgrind_annotate callgrind_control; do
     command -v "$tool" >/dev/null ||
         die "$tool is missing (Debian: apt-get install redis-server redis-tools valgrind)"
 done
 case "$N" in '' | *[!0-9]*) die "PROFILE_N must be a positive integer, got '$N'" ;; esac
 
-if [ "${BENCH_BUILD:-1}" = 1 ] && [ -z "${PROFILE_MODULE:-}" ]; then
-    command -v cargo >/dev/null || die "cargo is missing: install Rust, or set BENCH_BUILD=0 with a built module"
-    echo "profile: building the module (cargo build --release -p redis-ratelimit)" >&2
-    cargo build --release -p redis-ratelimit >&2
-fi
-[ -f "$MODULE" ] || die "module not found at $MODULE: run 'cargo build --release -p redis-ratelimit' (or set PROFILE_MODULE)"
+build_module "$MODULE" PROFILE_MODULE
 
-SERVER_PIN=()
-CLIENT_PIN=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SERVER_PIN=(taskset -c 0)
-    CLIENT_PIN=(taskset -c 1)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rl-profile.XXXXXX")
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 free_port() {
     local p=$((20000 + RANDOM % 20000)) i
     for i in $(seq 100); do

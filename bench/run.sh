@@ -47,10 +47,9 @@ MODULE=${BENCH_MODULE:-$ROOT/target/release/libredis_ratelimit.so}
 CLIENTS=50
 PIPELINE=16
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
+TOOL=bench
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 
 for tool in redis-server redis-cli redis-benchmark awk; do
     command -v "$tool" >/dev/null ||
@@ -61,38 +60,7 @@ case "$KEYS" in '' | *[!0-9]*) die "BENCH_KEYS must be a positive integer, got '
 [ "$KEYS" -ge 100 ] || die "BENCH_KEYS must be at least 100 (100-entry logs use BENCH_KEYS/100 keys)"
 [ "$KEYS" -le 99999999 ] || die "BENCH_KEYS must be below 100,000,000 (12-byte key names key:NNNNNNNN)"
 
-if [ "${BENCH_BUILD:-1}" = 1 ] && [ -z "${BENCH_MODULE:-}" ]; then
-    command -v cargo >/dev/null || die "cargo is missing: install Rust, or set BENCH_BUILD=0 with a built module"
-    echo "bench: building the module (cargo build --release -p redis-ratelimit)" >&2
-    cargo build --release -p redis-ratelimit >&2
-fi
-[ -f "$MODULE" ] || die "module not found at $MODULE: run 'cargo build --release -p redis-ratelimit' (or set BENCH_MODULE)"
-
-# Server on core 0, client on core 1, when there are two cores to pin to.
-SERVER_PIN=()
-CLIENT_PIN=()
-PINNING="none (taskset missing or fewer than 2 cores)"
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SERVER_PIN=(taskset -c 0)
-    CLIENT_PIN=(taskset -c 1)
-    PINNING="server taskset -c 0, client taskset -c 1"
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rl-bench.XXXXXX")
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+build_module "$MODULE" BENCH_MODULE
 
 # Starts redis-server on the first free port from a random base; retries on
 # a lost race for the port.
