@@ -40,6 +40,28 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// What three checks in a row get under the test policy (two per window).
+const OK_OK_DENIED: [StatusCode; 3] = [
+    StatusCode::OK,
+    StatusCode::OK,
+    StatusCode::TOO_MANY_REQUESTS,
+];
+
+/// Three `POST /v1/check/api` calls as `user`, their statuses in order.
+async fn three_checks(http: &reqwest::Client, shim: &InProcessShim, user: &str) -> Vec<StatusCode> {
+    let mut statuses = vec![];
+    for _ in 0..3 {
+        let r = http
+            .post(shim.url("/v1/check/api"))
+            .header("x-user", user)
+            .send()
+            .await
+            .expect("check");
+        statuses.push(r.status());
+    }
+    statuses
+}
+
 fn policy(extra_top: &str, redis: &str) -> api_shim::config::Config {
     let text = format!(
         r#"listen = "127.0.0.1:0"
@@ -128,25 +150,8 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
 
         // 30 users land on all three masters; each gets exactly 2.
         for u in 0..30 {
-            let mut statuses = vec![];
-            for _ in 0..3 {
-                let r = http
-                    .post(shim.url("/v1/check/api"))
-                    .header("x-user", format!("user-{u}"))
-                    .send()
-                    .await
-                    .expect("check");
-                statuses.push(r.status());
-            }
-            assert_eq!(
-                statuses,
-                [
-                    StatusCode::OK,
-                    StatusCode::OK,
-                    StatusCode::TOO_MANY_REQUESTS
-                ],
-                "user {u}"
-            );
+            let statuses = three_checks(&http, &shim, &format!("user-{u}")).await;
+            assert_eq!(statuses, OK_OK_DENIED, "user {u}");
         }
         // Keys really are spread over the masters.
         let populated = ports
@@ -210,24 +215,7 @@ async fn sentinel_names_the_master() {
         let http = reqwest::Client::new();
         let r = http.get(shim.url("/ready")).send().await.expect("ready");
         assert_eq!(r.status(), StatusCode::OK);
-        let mut statuses = vec![];
-        for _ in 0..3 {
-            let r = http
-                .post(shim.url("/v1/check/api"))
-                .header("x-user", "alice")
-                .send()
-                .await
-                .expect("check");
-            statuses.push(r.status());
-        }
-        assert_eq!(
-            statuses,
-            [
-                StatusCode::OK,
-                StatusCode::OK,
-                StatusCode::TOO_MANY_REQUESTS
-            ]
-        );
+        assert_eq!(three_checks(&http, &shim, "alice").await, OK_OK_DENIED);
         assert!(master
             .cmd(&["KEYS", "rl:{api:*"])
             .expect("KEYS")
