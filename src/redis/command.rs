@@ -82,13 +82,18 @@ fn run(
 
     let now = clock::now_ms();
     let mut lk = LimiterKey::open(ctx, key);
-    let outcome = limiter::apply(lk.state()?.as_deref(), &call.quota, now, call.cost)
+    let stored = lk.state()?;
+    let outcome = limiter::apply(stored.as_deref(), &call.quota, now, call.cost)
         .map_err(|e| apply_error(e, &call.quota))?;
     if let Some(state) = outcome.new_state {
         let ttl = outcome.decision.reset_after_ms.clamp(1, MAX_TTL_MS);
         let at = now.saturating_add(ttl);
         let payload = state.encoded();
-        lk.store(state)?;
+        match stored {
+            // In place: keeps the allocation.
+            Some(slot) => *slot = state,
+            None => lk.replace(state)?,
+        }
         lk.expire_at(at, ttl);
         replicate(ctx, key, payload.as_slice(), at);
         // SAFETY: ctx and key are valid for this command.

@@ -80,7 +80,7 @@ unsafe fn state<'a>(value: *const c_void) -> Option<&'a State> {
 unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     // SAFETY: Redis passes a value of this type.
     if let Some(s) = unsafe { state(value) } {
-        raw::save_slice(rdb, &s.to_bytes());
+        raw::save_slice(rdb, s.encoded().as_slice());
     }
 }
 
@@ -93,7 +93,8 @@ unsafe extern "C" fn aof_rewrite(
     let Some(s) = (unsafe { state(value) }) else {
         return;
     };
-    let bytes = s.to_bytes();
+    let payload = s.encoded();
+    let bytes = payload.as_slice();
     // SAFETY: "sb" takes a RedisModuleString and a (pointer, length) buffer;
     // both live until the call returns.
     unsafe {
@@ -120,14 +121,16 @@ unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
     let Some(s) = (unsafe { state(value) }) else {
         return;
     };
-    let mut bytes = s.to_bytes();
-    // SAFETY: the buffer outlives the calls; the digest API copies it.
+    let payload = s.encoded();
+    let bytes = payload.as_slice();
+    // SAFETY: the buffer outlives the calls; the digest API only reads it
+    // (the C signature is not const).
     unsafe {
         if let (Some(add), Some(end)) = (
             raw::RedisModule_DigestAddStringBuffer,
             raw::RedisModule_DigestEndSequence,
         ) {
-            add(md, bytes.as_mut_ptr().cast::<c_char>(), bytes.len());
+            add(md, bytes.as_ptr().cast_mut().cast::<c_char>(), bytes.len());
             end(md);
         }
     }
@@ -189,16 +192,6 @@ impl LimiterKey {
             }
             Ok(get_value(self.key).cast::<State>().as_mut())
         }
-    }
-
-    /// Stores `state`, in place when the key already holds one (keeping the
-    /// allocation), else as a new value.
-    pub fn store(&mut self, state: State) -> Result<(), RedisError> {
-        if let Some(slot) = self.state()? {
-            *slot = state;
-            return Ok(());
-        }
-        self.replace(state)
     }
 
     /// Stores `state` whatever the key held before.
