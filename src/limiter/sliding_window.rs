@@ -62,11 +62,15 @@ impl ExactLog {
             packed: bytes.into(),
             len: 0,
         };
-        let entries = log.entries()?;
-        if entries.is_empty() {
+        let mut n = 0u32;
+        for e in log.iter() {
+            e?;
+            n = n.checked_add(1).ok_or(DecodeError::Invalid)?;
+        }
+        if n == 0 {
             return Err(DecodeError::Invalid);
         }
-        log.len = u32::try_from(entries.len()).map_err(|_| DecodeError::Invalid)?;
+        log.len = n;
         Ok(log)
     }
 
