@@ -28,10 +28,10 @@ impl Cluster {
     fn start(flavor: Flavor) -> Cluster {
         let nodes: Vec<Server> = (0..6)
             .map(|_| {
-                let port = cluster_port().to_string();
+                let port = cluster_port();
                 Server::start_on(
                     flavor,
-                    &port,
+                    port,
                     &[
                         "--cluster-enabled",
                         "yes",

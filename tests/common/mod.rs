@@ -108,8 +108,8 @@ impl Server {
     }
 
     /// Starts on a given port (cluster nodes need their bus port free too).
-    pub fn start_on(flavor: Flavor, port: &str, extra: &[&str]) -> Server {
-        Server::start_at(flavor, port.parse().ok(), extra)
+    pub fn start_on(flavor: Flavor, port: u16, extra: &[&str]) -> Server {
+        Server::start_at(flavor, Some(port), extra)
     }
 
     fn start_at(flavor: Flavor, port: Option<u16>, extra: &[&str]) -> Server {
