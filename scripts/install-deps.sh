@@ -10,7 +10,14 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v wrk >/dev/null || need_apt+=(wrk)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# bindgen (through clang-sys) loads libclang.so or libclang-<version>.so*;
+# libclang-cpp.so.* (which a fresh image ships) is a different library.
+have_libclang() {
+    [ -n "${LIBCLANG_PATH:-}" ] && ls "$LIBCLANG_PATH"/libclang*.so* >/dev/null 2>&1 && return 0
+    ls /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang.so.[0-9]* \
+       /usr/lib/*/libclang-[0-9]*.so* /usr/lib/libclang.so >/dev/null 2>&1
+}
+have_libclang || need_apt+=(libclang-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then
