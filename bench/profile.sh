@@ -16,7 +16,7 @@
 # parsing, the command) and inside the command's handler.
 #
 # Workloads: incr tokenbucket fixedwindow sliding-exact sliding-approx throttle
-#            lua-tokenbucket
+#            limits-1 limits-2 limits-4 (RL.LIMITS with 1, 2 and 4 limits) lua-tokenbucket
 # Environment: PROFILE_N (default 200000), PROFILE_WORKLOADS (default
 #   "tokenbucket incr"), PROFILE_MODULE (default target/release/libredis_ratelimit.so),
 #   PROFILE_KEEP=dir (keep the callgrind.out.* files there), BENCH_BUILD=0
@@ -71,8 +71,11 @@ workload() {
         sliding-exact) echo "RL.SLIDING EXACT|rl.sliding|RedisModuleCommandDispatcher|RL.SLIDING __rand_int__ 1000 3600 1 EXACT" ;;
         sliding-approx) echo "RL.SLIDING APPROX|rl.sliding|RedisModuleCommandDispatcher|RL.SLIDING __rand_int__ 1000000 3600 1 APPROX" ;;
         throttle) echo "CL.THROTTLE|cl.throttle|RedisModuleCommandDispatcher|CL.THROTTLE __rand_int__ 999999 1 100 1" ;;
+        limits-1) echo "RL.LIMITS, 1 limit|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 TOKENBUCKET 1000000 0.01" ;;
+        limits-2) echo "RL.LIMITS, 2 limits|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400" ;;
+        limits-4) echo "RL.LIMITS, 4 limits|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400 NAME min SLIDING 1000000 60 APPROX NAME hour FIXEDWINDOW 1000000 3600" ;;
         lua-tokenbucket) echo "Lua token bucket|evalsha|evalShaCommand|EVALSHA @TB 1 __rand_int__ 1000000 0.01 1" ;;
-        *) die "unknown workload '$1' (incr tokenbucket fixedwindow sliding-exact sliding-approx throttle lua-tokenbucket)" ;;
+        *) die "unknown workload '$1' (incr tokenbucket fixedwindow sliding-exact sliding-approx throttle limits-1 limits-2 limits-4 lua-tokenbucket)" ;;
     esac
 }
 for w in $WORKLOADS; do workload "$w" >/dev/null; done

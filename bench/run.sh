@@ -222,6 +222,8 @@ run_throughput() {
         RL.SLIDING __rand_int__ 1000000 3600 1 APPROX
     measure rand "CL.THROTTLE" cl.throttle throttle "CL.THROTTLE __rand_int__ 999999 1 100 1" -- \
         CL.THROTTLE __rand_int__ 999999 1 100 1
+    measure rand "RL.LIMITS, 2 limits" rl.limits limits "RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400" -- \
+        RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400
     measure rand "Lua token bucket" evalsha - "EVALSHA <token_bucket.lua> 1 __rand_int__ 1000000 0.01 1" -- \
         EVALSHA "$SHA_TB" 1 __rand_int__ 1000000 0.01 1
     measure rand "Lua fixed window" evalsha - "EVALSHA <fixed_window.lua> 1 __rand_int__ 1000000 3600 1" -- \
@@ -337,6 +339,9 @@ run_memory() {
     mem "RL.TOKENBUCKET" "$k1" 1 "RL.TOKENBUCKET {k} 1000 0.01 1"
     mem "RL.FIXEDWINDOW" "$k1" 1 "RL.FIXEDWINDOW {k} 1000 1000000 1"
     mem "RL.SLIDING APPROX" "$k1" 1 "RL.SLIDING {k} 1000 3600 1 APPROX"
+    mem "RL.LIMITS, 1 limit (token bucket)" "$k1" 1 "RL.LIMITS {k} 1 TOKENBUCKET 1000 0.01"
+    mem "RL.LIMITS, 2 limits (token bucket + fixed window)" "$k1" 1 "RL.LIMITS {k} 1 NAME burst TOKENBUCKET 1000 0.01 NAME day FIXEDWINDOW 1000 1000000"
+    mem "RL.LIMITS, 4 limits (+ APPROX + fixed window)" "$k1" 1 "RL.LIMITS {k} 1 NAME burst TOKENBUCKET 1000 0.01 NAME day FIXEDWINDOW 1000 1000000 NAME min SLIDING 1000 3600 APPROX NAME hour FIXEDWINDOW 1000 1000000"
     mem "RL.SLIDING EXACT, 1 entry" "$k1" 1 "RL.SLIDING {k} 1000 3600 1 EXACT"
     mem "RL.SLIDING EXACT, 10 entries" "$k10" 10 "RL.SLIDING {k} 1000 3600 1 EXACT"
     mem "RL.SLIDING EXACT, 100 entries" "$k100" 100 "RL.SLIDING {k} 1000 3600 1 EXACT"
