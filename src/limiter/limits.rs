@@ -140,72 +140,69 @@ impl LimitsOutcome {
     }
 }
 
-/// One limit's evaluation: what it decides and what it would store.
-struct Evaluated<'a> {
-    prior: Option<&'a State>,
-    decision: Decision,
-    new_state: Option<State>,
-}
-
 /// One `RL.LIMITS` call on the state a key holds (`None`: no key).
 pub fn combine(
     stored: Option<&LimitsState>,
     limits: &[Limit],
     now_ms: u64,
 ) -> Result<LimitsOutcome, ApplyError> {
-    let mut evaluated = Vec::with_capacity(limits.len());
+    let prior = |i: usize, limit: &Limit| stored.and_then(|s| s.matching(i, limit));
+    // Each limit's decision, and in `entries` what it would store (`None`:
+    // unchanged); the unchanged ones are filled from the stored state only
+    // if the call writes.
+    let mut decisions = Vec::with_capacity(limits.len());
+    let mut entries = Vec::with_capacity(limits.len());
     for (i, limit) in limits.iter().enumerate() {
-        let prior = stored.and_then(|s| s.matching(i, limit));
-        let out = apply(prior, &limit.quota, now_ms, limit.cost)?;
-        let mut e = Evaluated {
-            prior,
-            decision: out.decision,
-            new_state: out.new_state,
-        };
-        if limit.shadow && !e.decision.allowed() && e.decision.remaining > 0 {
+        let out = apply(prior(i, limit), &limit.quota, now_ms, limit.cost)?;
+        let (mut decision, mut state) = (out.decision, out.new_state);
+        if limit.shadow && !decision.allowed() && decision.remaining > 0 {
             // A shadow limit consumes like an enforced one, but never below
             // empty: it takes what is left and still reports its denial.
-            let rest = apply(prior, &limit.quota, now_ms, to_i64(e.decision.remaining))?;
-            e.decision = Decision {
-                retry: e.decision.retry,
+            let take = i64::try_from(decision.remaining).unwrap_or(i64::MAX);
+            let rest = apply(prior(i, limit), &limit.quota, now_ms, take)?;
+            decision = Decision {
+                retry: decision.retry,
                 ..rest.decision
             };
-            e.new_state = rest.new_state;
+            state = rest.new_state;
         }
-        evaluated.push(e);
+        decisions.push(decision);
+        entries.push(LimitEntry {
+            name: limit.name,
+            state,
+        });
     }
 
-    let enforced = |i: &usize| limits.get(*i).is_some_and(|l| !l.shadow);
-    let allowed = evaluated
+    let allowed = limits
         .iter()
-        .enumerate()
-        .all(|(i, e)| !enforced(&i) || e.decision.allowed());
-    let writes = limits.iter().any(|l| l.cost != 0);
-
+        .zip(&decisions)
+        .all(|(l, d)| l.shadow || d.allowed());
     if !allowed {
-        // Nothing is consumed: every limit reports its own verdict on the
+        // Nothing is consumed: every limit reports its own verdict on its
         // untouched state.
-        for (limit, e) in limits.iter().zip(evaluated.iter_mut()) {
-            if e.new_state.is_some() {
-                let untouched = apply(e.prior, &limit.quota, now_ms, 0)?.decision;
-                e.decision = Decision {
-                    retry: e.decision.retry,
-                    ..untouched
-                };
+        for (i, (limit, entry)) in limits.iter().zip(&entries).enumerate() {
+            if entry.state.is_some() {
+                let untouched = apply(prior(i, limit), &limit.quota, now_ms, 0)?.decision;
+                if let Some(d) = decisions.get_mut(i) {
+                    *d = Decision {
+                        retry: d.retry,
+                        ..untouched
+                    };
+                }
             }
         }
     }
-    let decisions: Vec<Decision> = evaluated.iter().map(|e| e.decision).collect();
     let binding = binding(limits, &decisions);
-    let new_state = (allowed && writes).then(|| LimitsState {
-        entries: limits
-            .iter()
-            .zip(evaluated)
-            .map(|(limit, e)| LimitEntry {
-                name: limit.name,
-                state: e.new_state.or_else(|| e.prior.cloned()),
-            })
-            .collect(),
+    let writes = limits.iter().any(|l| l.cost != 0);
+    let new_state = (allowed && writes).then(|| {
+        for (i, (limit, entry)) in limits.iter().zip(entries.iter_mut()).enumerate() {
+            if entry.state.is_none() {
+                entry.state = prior(i, limit).cloned();
+            }
+        }
+        LimitsState {
+            entries: entries.into_boxed_slice(),
+        }
     });
     Ok(LimitsOutcome {
         allowed,
@@ -257,10 +254,6 @@ fn binding(limits: &[Limit], decisions: &[Decision]) -> usize {
         }
     }
     best.map_or(0, |(i, _)| i)
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
