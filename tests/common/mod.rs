@@ -167,7 +167,8 @@ impl Server {
             if let Ok(mut c) = self.try_conn() {
                 let loading: Result<String, _> =
                     redis::cmd("INFO").arg("persistence").query(&mut c);
-                if matches!(loading, Ok(ref s) if s.contains("loading:0")) {
+                // Line by line: "async_loading:0" also contains "loading:0".
+                if matches!(loading, Ok(ref s) if s.lines().any(|l| l.trim() == "loading:0")) {
                     return true;
                 }
             }
