@@ -67,10 +67,13 @@ case "$KEYS" in '' | *[!0-9]*) die "BENCH_KEYS must be a positive integer, got '
 [ "$KEYS" -le 99999999 ] || die "BENCH_KEYS must be below 100,000,000 (12-byte key names key:NNNNNNNN)"
 
 build_module "$MODULE" BENCH_MODULE
+CELL_SO=${REDIS_CELL_SO:-}
+[ -z "$CELL_SO" ] || [ -f "$CELL_SO" ] || die "REDIS_CELL_SO=$CELL_SO does not exist"
 
-# Starts redis-server on the first free port from a random base; retries on
-# a lost race for the port.
+# start_server MODULE: redis-server with MODULE on the first free port from a
+# random base (retries on a lost race for the port); sets PORT and SERVER_PID.
 start_server() {
+    local module=$1
     local base=$((20000 + RANDOM % 20000)) p attempt
     for attempt in $(seq 0 49); do
         p=$((base + attempt))
