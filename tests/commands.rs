@@ -426,8 +426,47 @@ fn small_windows_refill_for_real(f: Flavor) {
     }
 }
 
+/// A user denied `@write` cannot call any limiter command (they all write);
+/// one allowed `@write` can.
+fn acl_without_write_blocks_every_command(f: Flavor) {
+    let s = Server::start(f);
+    let mut admin = s.conn();
+    let _: () = common::cmd("ACL SETUSER reader on >reader-pass +@all -@write")
+        .query(&mut admin)
+        .expect("ACL SETUSER reader");
+    let _: () = common::cmd("ACL SETUSER writer on >writer-pass +@all")
+        .query(&mut admin)
+        .expect("ACL SETUSER writer");
+    let login = |user: &str| {
+        let url = format!("redis://{user}:{user}-pass@127.0.0.1:{}/", s.port);
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("login")
+    };
+    let lines = [
+        "RL.TOKENBUCKET acl:tb 10 1 1",
+        "RL.FIXEDWINDOW acl:fw 10 60 1",
+        "RL.SLIDING acl:se 10 60 1",
+        "RL.SLIDING acl:sa 10 60 1 APPROX",
+        "CL.THROTTLE acl:cl 10 1 1",
+    ];
+    let mut reader = login("reader");
+    for line in lines {
+        let e = err(&mut reader, line);
+        assert!(e.starts_with("NOPERM"), "{line} as reader: {e}");
+    }
+    let mut writer = login("writer");
+    for line in lines {
+        let v: Vec<i64> = common::cmd(line)
+            .query(&mut writer)
+            .unwrap_or_else(|e| panic!("{line} as writer: {e}"));
+        assert_eq!(v.len(), 5, "{line}: {v:?}");
+    }
+}
+
 on_both_servers!(
     readme_example,
+    acl_without_write_blocks_every_command,
     each_algorithm_grants_exactly_its_limit,
     cost_zero_inspects_without_writing,
     bad_input_gets_a_clear_error,
