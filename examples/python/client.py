@@ -37,7 +37,7 @@ def main() -> None:
     url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379/0"
     r = redis.Redis.from_url(url)
     key = "example:python:user:1"
-    r.delete(key)
+    r.delete(key, "example:python:fw", "example:python:sw")
     for i in range(7):
         d = token_bucket(r, key, capacity=5, rate=2)
         print(f"call {i + 1}: {d}")
