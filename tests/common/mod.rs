@@ -207,6 +207,10 @@ impl Server {
     fn boot(&mut self, port: Option<u16>) {
         for attempt in 0..5 {
             let port = port.unwrap_or_else(free_port);
+            // A restart appends to the same log: only lines after this count.
+            let log_start = std::fs::metadata(self.dir.join("server.log"))
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
             let mut cmd = Command::new(self.flavor.binary());
             cmd.arg("--port")
                 .arg(port.to_string())
@@ -228,7 +232,7 @@ impl Server {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.flavor.binary().display()));
             self.child = Some(child);
             self.port = port;
-            if self.wait_ready(Duration::from_secs(20)) {
+            if self.wait_ready(Duration::from_secs(20), log_start) {
                 return;
             }
             self.kill();
@@ -236,7 +240,10 @@ impl Server {
         }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> bool {
+    /// Ready once the server has logged "Ready to accept connections" (after
+    /// loading every RDB/AOF part; `loading:0` alone also shows between the
+    /// RDB preamble and the AOF tail) and answers PING.
+    fn wait_ready(&mut self, timeout: Duration, log_start: usize) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
@@ -244,11 +251,15 @@ impl Server {
                     return false;
                 }
             }
-            if let Ok(mut c) = self.try_conn() {
-                let loading: Result<String, _> =
-                    redis::cmd("INFO").arg("persistence").query(&mut c);
-                if matches!(loading, Ok(ref s) if s.contains("loading:0")) {
-                    return true;
+            let log = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
+            let logged_ready = log.get(log_start..).is_some_and(|new| {
+                String::from_utf8_lossy(new).contains("Ready to accept connections")
+            });
+            if logged_ready {
+                if let Ok(mut c) = self.try_conn() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return true;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
