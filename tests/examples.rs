@@ -166,7 +166,8 @@ fn python_example_reads_resp2_and_resp3_replies() {
     let s = Server::start(Flavor::Redis);
     let script = repo().join("examples/python/client.py");
     for url in [
-        format!("redis://127.0.0.1:{}/0", s.port),
+        // redis-py 8 speaks RESP3 unless told otherwise.
+        format!("redis://127.0.0.1:{}/0?protocol=2", s.port),
         format!("redis://127.0.0.1:{}/0?protocol=3", s.port),
     ] {
         let out = run(Command::new("python3").arg(&script).arg(&url));

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Calls the ratelimit module from Python with redis-py (pip install redis).
 
-    python3 examples/python/client.py [redis://127.0.0.1:6379/0]
+    python3 examples/python/client.py [redis://127.0.0.1:6379/0[?protocol=2|3]]
+
+The module answers a list of five integers under RESP2 and a map of the same
+named fields under RESP3 (redis-py 8's default); Decision.parse takes either.
 
 Shows a token bucket being drained, and how to honour retry_after_ms.
 """
