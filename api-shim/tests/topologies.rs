@@ -75,9 +75,10 @@ limits = [
   {{ name = "hour", algorithm = "fixedwindow", limit = 100, window = 3600 }},
 ]
 [redis]
-timeout_ms = 500
+timeout_ms = {timeout_ms}
 {redis}
-"#
+"#,
+        timeout_ms = common::TEST_REDIS_TIMEOUT_MS
     );
     api_shim::config::Config::from_toml(&text, |_| None).expect("config")
 }

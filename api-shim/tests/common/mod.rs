@@ -178,11 +178,17 @@ impl Drop for RedisProc {
     }
 }
 
+/// Redis command timeout for test shims. A debug build sharing two loaded
+/// cores with Redis, other tests and hundreds of client connections can take
+/// far longer than a production timeout for one reply; a short one turns load
+/// into 503s. Outages still answer fast: a killed server refuses connections.
+pub const TEST_REDIS_TIMEOUT_MS: u64 = 10_000;
+
 /// Configuration for tests, pointing at `redis_url`; `extra` is TOML whose
 /// top-level keys come before its tables.
 pub fn config(redis_url: &str, extra: &str) -> Config {
     let text = format!(
-        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = 300\n"
+        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = {TEST_REDIS_TIMEOUT_MS}\n"
     );
     Config::from_toml(&text, |_| None).expect("test config is valid")
 }
