@@ -427,7 +427,46 @@ fn rdb_with_unknown_encoding_is_refused(f: Flavor) {
     );
 }
 
+/// `tests/fixtures/format-1.rdb` was saved by Redis 7.0.15 with the module
+/// as it was before `RL.LIMITS` (commit 6eeb05a, state format 1), after:
+///
+/// ```text
+/// RL.TOKENBUCKET v1:tb 10 0.000000001 3      RL.SLIDING v1:se 5 1000000000 2
+/// RL.FIXEDWINDOW v1:fw 5 1000000000 2        RL.SLIDING v1:sa 5 1000000000 2 APPROX
+/// ```
+///
+/// (limiters whose keys live for years: the fixed window's key expires in
+/// 2033, regenerate the file with the old build before then). Today's module
+/// loads it and the limits continue where they were.
+fn an_rdb_saved_before_rl_limits_still_loads(f: Flavor) {
+    let mut s = Server::start(f);
+    s.kill();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1.rdb");
+    std::fs::copy(&fixture, s.dir.join("dump.rdb")).expect("copy the fixture");
+    s.restart();
+    let mut c = s.conn();
+    for (line, remaining) in [
+        ("RL.TOKENBUCKET v1:tb 10 0.000000001 0", 7),
+        ("RL.FIXEDWINDOW v1:fw 5 1000000000 0", 3),
+        ("RL.SLIDING v1:se 5 1000000000 0", 3),
+        ("RL.SLIDING v1:sa 5 1000000000 0 APPROX", 3),
+    ] {
+        assert_eq!(ok(&mut c, line).remaining, remaining, "{line}");
+    }
+    // Single-algorithm keys are still written in format 1, so a DUMP of them
+    // is what the old build wrote.
+    let (dump, _) = snapshot(&mut c, "v1:fw");
+    assert_eq!(dump[12], 1, "state format 1");
+    assert_eq!(
+        ok(&mut c, "RL.FIXEDWINDOW v1:fw 5 1000000000 1").remaining,
+        2
+    );
+    assert_eq!(ok(&mut c, "RL.SLIDING v1:se 5 1000000000 1").remaining, 2);
+}
+
 on_both_servers!(
+    an_rdb_saved_before_rl_limits_still_loads,
     replica_holds_exactly_the_masters_state,
     replica_matches_after_many_random_calls,
     state_survives_debug_reload,
