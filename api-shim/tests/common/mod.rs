@@ -244,6 +244,8 @@ impl Drop for InProcessShim {
 pub struct ShimProc {
     child: Child,
     pub port: u16,
+    /// The configuration file it was started with (rewrite it, then SIGHUP).
+    pub config_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -265,10 +267,18 @@ impl ShimProc {
         let s = ShimProc {
             child,
             port,
+            config_path: path,
             _dir: dir,
         };
         wait_http(&format!("http://127.0.0.1:{port}/health"));
         s
+    }
+}
+
+impl ShimProc {
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
