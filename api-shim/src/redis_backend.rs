@@ -23,10 +23,13 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
 use tokio::sync::{Mutex, RwLock};
 
+use rl_grammar::Quota;
+
 use crate::backend::{
-    classify_server_error, Backend, BackendError, Call, Readiness, Reply, SystemMode,
+    classify_server_error, limits_args, single_command, Backend, BackendError, LimitsReply,
+    Readiness, Reply, SystemMode,
 };
-use crate::config::{Config, RedisTarget};
+use crate::config::{Config, LimitCall, RedisTarget};
 
 /// The module name shown by `MODULE LIST`.
 pub const MODULE_NAME: &str = "ratelimit";
@@ -199,42 +202,22 @@ async fn send<C: redis::aio::ConnectionLike>(
     }
 }
 
-/// Sorts a client error into "Redis is not there" (503) and the rest.
+/// Sorts a client error by kind and server error code, never by wording.
 fn map_error(e: RedisError) -> BackendError {
-    let unavailable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::ClusterDown
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::BusyLoading
-                    | ServerErrorKind::ReadOnly
-            ) | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::MasterNameNotFoundBySentinel
-                | ErrorKind::EmptySentinelList
-                | ErrorKind::Client
-        );
-    if unavailable {
-        return BackendError::Unavailable(e.to_string());
-    }
     if matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) {
         return BackendError::Protocol(e.to_string());
     }
-    let text = e.to_string();
-    match e.into_server_errors() {
-        Some(items) => match items.first() {
-            Some((_, se)) => {
-                let detail = se.details().unwrap_or("");
-                BackendError::Rejected(classify_server_error(se.code(), detail), text)
-            }
-            None => BackendError::Protocol(text),
-        },
-        None => BackendError::Unavailable(text),
+    if let Some(code) = e.code() {
+        let message = match e.detail() {
+            Some(d) => format!("{code} {d}"),
+            None => code.to_owned(),
+        };
+        return classify_server_error(code, message);
     }
+    let text = e.to_string();
+    // No server error code: the connection, a timeout, the cluster or
+    // Sentinel plumbing. Redis is not there for us.
+    BackendError::Unavailable(text)
 }
 
 /// Reads the five fields from a RESP2 array or a RESP3 map.
@@ -262,6 +245,39 @@ fn parse_reply(v: &Value) -> Option<Reply> {
         _ => return None,
     };
     Reply::from_values(&ints)
+}
+
+/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map.
+fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
+    let (allowed, binding, limits) = match v {
+        Value::Array(items) => match items.as_slice() {
+            [allowed, _, _, _, _, binding, Value::Array(limits)] => (allowed, binding, limits),
+            _ => return None,
+        },
+        Value::Map(pairs) => {
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| as_text(k).as_deref() == Some(name))
+                    .map(|(_, v)| v)
+            };
+            match (get("allowed"), get("binding"), get("limits")) {
+                (Some(a), Some(b), Some(Value::Array(l))) => (a, b, l),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let limits = limits.iter().map(parse_reply).collect::<Option<Vec<_>>>()?;
+    let binding = usize::try_from(as_int(binding)?).ok()?;
+    if limits.len() != n || binding >= n {
+        return None;
+    }
+    Some(LimitsReply {
+        allowed: as_int(allowed)? == 1,
+        binding,
+        limits,
+    })
 }
 
 fn as_int(v: &Value) -> Option<i64> {
@@ -301,29 +317,25 @@ fn module_listed(v: &Value, name: &str) -> bool {
 
 #[async_trait]
 impl Backend for RedisBackend {
-    async fn run(&self, calls: &[Call]) -> Result<Vec<Reply>, BackendError> {
-        let mut pipe = redis::pipe();
-        for call in calls {
-            let (name, args) = call.algorithm.command(&call.key, call.cost);
-            pipe.cmd(name).arg(args);
-        }
-        let value = self.exec(Some(&pipe), None).await?;
-        let items = match value {
-            Value::Array(items) => items,
-            other => {
-                return Err(BackendError::Protocol(format!(
-                    "pipeline answered {other:?}"
-                )))
-            }
-        };
-        items
-            .iter()
-            .map(|v| {
-                parse_reply(v).ok_or_else(|| {
-                    BackendError::Protocol(format!("expected five integers, got {v:?}"))
-                })
-            })
-            .collect()
+    async fn limits(
+        &self,
+        key: &str,
+        cost: u64,
+        calls: &[LimitCall],
+    ) -> Result<LimitsReply, BackendError> {
+        let mut cmd = redis::cmd("RL.LIMITS");
+        cmd.arg(key).arg(limits_args(cost, calls));
+        let v = self.exec(None, Some(&cmd)).await?;
+        parse_limits_reply(&v, calls.len())
+            .ok_or_else(|| BackendError::Protocol(format!("RL.LIMITS answered {v:?}")))
+    }
+
+    async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError> {
+        let (name, args) = single_command(quota, cost);
+        let mut cmd = redis::cmd(name);
+        cmd.arg(key).arg(args);
+        let v = self.exec(None, Some(&cmd)).await?;
+        parse_reply(&v).ok_or_else(|| BackendError::Protocol(format!("{name} answered {v:?}")))
     }
 
     async fn get_mode(&self) -> Result<SystemMode, BackendError> {
@@ -340,6 +352,23 @@ impl Backend for RedisBackend {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&self.mode_key).arg(mode.as_str());
         self.exec(None, Some(&cmd)).await.map(|_| ())
+    }
+
+    async fn exact_max_log(&self) -> Result<Option<u64>, BackendError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("ratelimit.exact-max-log");
+        let v = match self.exec(None, Some(&cmd)).await {
+            Ok(v) => v,
+            // NOPERM (ACL) or a refused CONFIG: fall back to the default.
+            Err(BackendError::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let value = match &v {
+            Value::Array(kv) => kv.get(1),
+            Value::Map(pairs) => pairs.first().map(|(_, v)| v),
+            _ => None,
+        };
+        Ok(value.and_then(as_text).and_then(|s| s.parse::<u64>().ok()))
     }
 
     async fn readiness(&self) -> Result<Readiness, BackendError> {

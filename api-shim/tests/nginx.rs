@@ -46,7 +46,9 @@ fn render(prefix: &Path, listen: &str, app: &str, shims: &[u16]) -> PathBuf {
         .replace("@LISTEN@", listen)
         .replace("@APP_SERVER@", app)
         .replace("@SHIM_SERVERS@", &servers)
-        .replace("@LOCATIONS@", &locations.display().to_string());
+        .replace("@LOCATIONS@", &locations.display().to_string())
+        .replace("@WORKERS@", "1")
+        .replace("@CONN_PER_CLIENT@", "100");
     assert!(!conf.contains('@'), "unreplaced placeholder in template");
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, conf).expect("write nginx.conf");
@@ -102,6 +104,9 @@ impl Drop for NginxProc {
 }
 
 const SHIM_CONFIG: &str = r#"
+[raw]
+enabled = true
+key_prefix = "raw:"
 [identity]
 trusted_proxies = ["127.0.0.1"]
 [policies.api]
@@ -172,11 +177,10 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             );
             assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
             assert_eq!(header(&r, "x-ratelimit-remaining"), Some(want));
-            assert_eq!(
-                header(&r, "ratelimit-policy"),
-                Some("\"free.burst\";q=3;w=300")
-            );
+            assert_eq!(header(&r, "ratelimit-policy"), Some("\"burst\";q=3;w=300"));
             assert!(header(&r, "ratelimit").is_some());
+            assert_eq!(header(&r, "x-ratelimit-tier"), Some("free"));
+            assert_eq!(header(&r, "x-system-health"), Some("NORMAL"));
             assert_eq!(header(&r, "retry-after"), None);
             assert_eq!(r.text().await.expect("body"), "hello from app");
         }
@@ -193,7 +197,9 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             .and_then(|v| v.parse().ok())
             .expect("Retry-After in whole seconds");
         assert!((90..=100).contains(&retry), "{retry}");
-        assert!(r.text().await.expect("body").contains("\"status\":429"));
+        let body = r.text().await.expect("body");
+        assert!(body.contains("\"status\":429"), "{body}");
+        assert!(body.contains("quota-exceeded"), "{body}");
 
         // Nginx spread the subrequests over both shims.
         let (a, b) = (
@@ -216,6 +222,30 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             .await
             .expect("send");
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "admin is not public");
+        // Defect 1: the raw endpoints (even when a shim enables them), auth
+        // and metrics are never routed through the shipped config.
+        for path in [
+            "/ratelimit/v1/sliding/rl:%7Bapi:ip:127.0.0.1%7D?limit=5&window=600&cost=4",
+            "/ratelimit/v1/tokenbucket/x?capacity=1&rate=1",
+            "/ratelimit/v1/fixedwindow/x?limit=1&window=1",
+            "/ratelimit/v1/auth/api",
+            "/ratelimit/metrics",
+            "/ratelimit/admin/mode",
+        ] {
+            let r = http
+                .post(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path} is routed");
+            assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        }
+        let r = http
+            .post(format!("{base}/ratelimit/v1/check/api?cost=0"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "policy checks are public");
 
         // Redis outage: fail-closed shims make Nginx answer 503.
         redis.kill();
@@ -239,6 +269,31 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             }
             assert!(Instant::now() < deadline, "no recovery: {}", r.status());
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Every shim gone: a JSON 503, never a bare text 500.
+        drop(shim_a);
+        drop(shim_b);
+        for (method, path) in [
+            (reqwest::Method::GET, "/api/hello"),
+            (reqwest::Method::POST, "/ratelimit/v1/check/api"),
+            (reqwest::Method::GET, "/ratelimit/ready"),
+        ] {
+            let r = http
+                .request(method, format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(
+                r.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path}; nginx log: {}",
+                nginx.error_log()
+            );
+            assert_eq!(
+                header(&r, "content-type"),
+                Some("application/problem+json"),
+                "{path}"
+            );
         }
         drop(nginx);
     })

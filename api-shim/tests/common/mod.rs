@@ -178,11 +178,22 @@ impl Drop for RedisProc {
     }
 }
 
-/// Configuration for tests, pointing at `redis_url`; `extra` is TOML whose
-/// top-level keys come before its tables.
+/// The prefix tests put raw-endpoint keys under.
+pub const RAW_PREFIX: &str = "t:raw:";
+
+/// Configuration for tests, pointing at `redis_url`, with the raw endpoints
+/// enabled under [`RAW_PREFIX`]; `extra` is TOML whose top-level keys come
+/// before its tables.
 pub fn config(redis_url: &str, extra: &str) -> Config {
+    config_with_timeout(redis_url, extra, 300)
+}
+
+/// [`config`] with another decision budget: load tests queue hundreds of
+/// requests on one multiplexed connection of a loaded 2-core machine, where
+/// 300 ms would turn queueing into 503s.
+pub fn config_with_timeout(redis_url: &str, extra: &str, timeout_ms: u64) -> Config {
     let text = format!(
-        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = 300\n"
+        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = {timeout_ms}\n[raw]\nenabled = true\nkey_prefix = \"{RAW_PREFIX}\"\n"
     );
     Config::from_toml(&text, |_| None).expect("test config is valid")
 }
@@ -233,6 +244,8 @@ impl Drop for InProcessShim {
 pub struct ShimProc {
     child: Child,
     pub port: u16,
+    /// The configuration file it was started with (rewrite it, then SIGHUP).
+    pub config_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -254,10 +267,18 @@ impl ShimProc {
         let s = ShimProc {
             child,
             port,
+            config_path: path,
             _dir: dir,
         };
         wait_http(&format!("http://127.0.0.1:{port}/health"));
         s
+    }
+}
+
+impl ShimProc {
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
