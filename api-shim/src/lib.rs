@@ -25,6 +25,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod redis_backend;
+pub mod sentinel;
 pub mod server;
 
 pub use http::{app, AppState};

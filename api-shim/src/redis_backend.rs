@@ -4,9 +4,10 @@
 //!   reconnects by itself in the background);
 //! - cluster: the async cluster connection (per-node multiplexed connections,
 //!   follows MOVED/ASK, refreshes slots);
-//! - sentinel: a `ConnectionManager` to the master that Sentinel names; on a
-//!   connection error or `READONLY` (the old master was demoted) we forget it
-//!   and ask Sentinel again on the next request.
+//! - sentinel: [`SentinelMaster`] follows the master through failovers: it
+//!   fences writes from the first failover event any sentinel publishes until
+//!   `+switch-master`, confirms `ROLE` on every new connection, and forgets
+//!   its connection on any error that says the master may have moved.
 //!
 //! No connection is made at start-up, so the shim starts (and answers 503)
 //! while Redis is down, and recovers without a restart when it returns. Every
@@ -19,9 +20,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
-use tokio::sync::{Mutex, RwLock};
+use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, Value};
+use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
 
@@ -30,6 +30,7 @@ use crate::backend::{
     Readiness, Reply, SystemMode,
 };
 use crate::config::{Config, LimitCall, RedisTarget};
+use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
 pub const MODULE_NAME: &str = "ratelimit";
@@ -37,13 +38,11 @@ pub const MODULE_NAME: &str = "ratelimit";
 enum Conn {
     Standalone(ConnectionManager),
     Cluster {
-        client: redis::cluster::ClusterClient,
+        // Boxed: the client is large next to the other variants.
+        client: Box<redis::cluster::ClusterClient>,
         conn: RwLock<Option<ClusterConnection>>,
     },
-    Sentinel {
-        sentinel: Mutex<SentinelClient>,
-        manager: RwLock<Option<ConnectionManager>>,
-    },
+    Sentinel(SentinelMaster),
 }
 
 /// Redis access for the shim.
@@ -87,22 +86,12 @@ impl RedisBackend {
                     .build()
                     .map_err(config_error)?;
                 Conn::Cluster {
-                    client,
+                    client: Box::new(client),
                     conn: RwLock::new(None),
                 }
             }
             RedisTarget::Sentinel { master, nodes } => {
-                let sentinel = SentinelClient::build(
-                    nodes.clone(),
-                    master.clone(),
-                    None,
-                    SentinelServerType::Master,
-                )
-                .map_err(config_error)?;
-                Conn::Sentinel {
-                    sentinel: Mutex::new(sentinel),
-                    manager: RwLock::new(None),
-                }
+                Conn::Sentinel(SentinelMaster::new(master, nodes, timeout).map_err(config_error)?)
             }
         };
         Ok(RedisBackend {
@@ -128,24 +117,6 @@ impl RedisBackend {
         Ok(c)
     }
 
-    async fn sentinel_manager(
-        &self,
-        sentinel: &Mutex<SentinelClient>,
-        slot: &RwLock<Option<ConnectionManager>>,
-    ) -> Result<ConnectionManager, RedisError> {
-        if let Some(m) = slot.read().await.as_ref() {
-            return Ok(m.clone());
-        }
-        let mut w = slot.write().await;
-        if let Some(m) = w.as_ref() {
-            return Ok(m.clone());
-        }
-        let client = sentinel.lock().await.async_get_client().await?;
-        let m = ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout))?;
-        *w = Some(m.clone());
-        Ok(m)
-    }
-
     /// Runs a pipeline (`Some`) or a single command on whatever connection we
     /// have, bounded by the timeout.
     async fn exec(
@@ -157,31 +128,31 @@ impl RedisBackend {
             match &self.conn {
                 Conn::Standalone(m) => {
                     let mut c = m.clone();
-                    send(&mut c, pipe, cmd).await
+                    send(&mut c, pipe, cmd).await.map_err(map_error)
                 }
                 Conn::Cluster { client, conn } => {
-                    let mut c = Self::cluster_conn(client, conn).await?;
-                    send(&mut c, pipe, cmd).await
+                    let mut c = Self::cluster_conn(client, conn).await.map_err(map_error)?;
+                    send(&mut c, pipe, cmd).await.map_err(map_error)
                 }
-                Conn::Sentinel { sentinel, manager } => {
-                    let mut c = self.sentinel_manager(sentinel, manager).await?;
-                    let r = send(&mut c, pipe, cmd).await;
+                Conn::Sentinel(master) => {
+                    // Fenced (failover under way) or no master: unavailable,
+                    // answered without touching Redis.
+                    let mut lease = master
+                        .connection()
+                        .await
+                        .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                    let r = send(&mut lease.conn, pipe, cmd).await;
                     if let Err(e) = &r {
-                        if e.is_io_error()
-                            || e.is_connection_dropped()
-                            || e.is_connection_refusal()
-                            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-                        {
-                            // The master may have moved: ask Sentinel next time.
-                            *manager.write().await = None;
+                        if master_may_have_moved(e) {
+                            master.forget(&lease);
                         }
                     }
-                    r
+                    r.map_err(map_error)
                 }
             }
         };
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(map_error),
+            Ok(r) => r,
             Err(_) => Err(BackendError::Unavailable(format!(
                 "no answer within {} ms",
                 self.timeout.as_millis()
@@ -200,6 +171,21 @@ async fn send<C: redis::aio::ConnectionLike>(
         (None, Some(cmd)) => cmd.query_async(c).await,
         (None, None) => Ok(Value::Nil),
     }
+}
+
+/// Server error codes after which the node we wrote to may not be the
+/// master any more (demoted, a replica that lost its master, loading, cut off
+/// from its replicas): the connection is dropped and the master found again.
+const MASTER_MAY_HAVE_MOVED: [&str; 4] = ["READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING"];
+
+/// A connection error, or one of the [`MASTER_MAY_HAVE_MOVED`] codes (by
+/// code, never by wording).
+fn master_may_have_moved(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.code().is_some_and(|c| MASTER_MAY_HAVE_MOVED.contains(&c))
 }
 
 /// Sorts a client error by kind and server error code, never by wording.
