@@ -285,6 +285,7 @@ async fn hammer(
     shim: Arc<InProcessShim>,
     s: Arc<Subject>,
     stop: Arc<AtomicBool>,
+    gate: Arc<tokio::sync::RwLock<()>>,
 ) -> Vec<Seen> {
     let mut seen = vec![];
     let mut tick = tokio::time::interval(PACE);
@@ -295,6 +296,7 @@ async fn hammer(
             break;
         }
         tick.tick().await;
+        let _between_events = gate.read().await;
         match ask(&http, &shim, &s, 1).await {
             Ok(x) => seen.push(x),
             Err(e) => panic!("{}: the shim itself failed: {e}", s.name),
@@ -311,6 +313,52 @@ struct Run {
     spent: std::sync::Mutex<Vec<i64>>,
 }
 
+/// What makes the moment of an event clean: the node we write to and how
+/// many replicas must hold every write made so far (the issue's operator ran
+/// `WAIT 2 2000` before each event).
+///
+/// Without it a SIGKILL can land between a master answering a grant and its
+/// replica receiving it, the asynchronous-replication window that only `WAIT`
+/// after every grant closes (see the README); or while a request is in
+/// flight, whose 503 then may or may not have been counted by Redis. Neither
+/// says anything about how the shim follows a failover, which is what these
+/// tests check to the unit.
+struct Quiesce {
+    port: u16,
+    /// A key on `port` (same slot as the limiters under Cluster).
+    probe_key: String,
+    replicas: u32,
+}
+
+impl Quiesce {
+    fn run(&self) {
+        // WAIT counts acknowledgements of this connection's last write, so
+        // write first: every earlier write is before it in the stream.
+        let n = self.replicas.to_string();
+        // One connection for both: a redis-cli per command would WAIT on a
+        // fresh client with nothing written.
+        let script = format!("SET {} 1\nWAIT {n} 2000\n", self.probe_key);
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(script.as_bytes()).expect("write");
+        }
+        let out = child.wait_with_output().expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.lines().nth(1).map(str::trim),
+            Some(n.as_str()),
+            "WAIT {n}: {text}"
+        );
+    }
+}
+
 /// What one failover looked like from one client.
 #[derive(Debug)]
 struct Figures {
@@ -320,6 +368,8 @@ struct Figures {
     /// From the first 503 to the first grant after it.
     window: Duration,
     slowest: Duration,
+    /// Median time to answer a 503.
+    median_503: Duration,
 }
 
 impl Run {
@@ -337,12 +387,19 @@ impl Run {
     /// Sends traffic, runs `event` once traffic flows (on a blocking thread:
     /// it waits on processes), keeps going until every client has been
     /// granted again for a while after the event, and checks the books.
-    async fn through(&self, label: &str, event: impl FnOnce() + Send + 'static) {
+    async fn through(
+        &self,
+        label: &str,
+        quiesce: Quiesce,
+        event: impl FnOnce() + Send + 'static,
+        settle: impl FnOnce() + Send + 'static,
+    ) {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("http client");
         let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
         let tasks: Vec<_> = self
             .subjects
             .iter()
@@ -352,12 +409,24 @@ impl Run {
                     self.shim.clone(),
                     s.clone(),
                     stop.clone(),
+                    gate.clone(),
                 ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let event_at = Instant::now();
-        tokio::task::spawn_blocking(event).await.expect("event");
+        {
+            // Between two requests of every client, with every grant so far
+            // on the replicas: the event does not land inside a write.
+            let _no_request_in_flight = gate.write().await;
+            tokio::task::spawn_blocking(move || {
+                quiesce.run();
+                event();
+            })
+            .await
+            .expect("event");
+        }
+        tokio::task::spawn_blocking(settle).await.expect("settle");
         // Recovered: every client got a grant after the event (polled on a
         // cost-0 inspect so the hammering clients keep their own books).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -386,11 +455,12 @@ impl Run {
             let f = self.books(label, s, seen, before, event_at, &http).await;
             self.spent.lock().expect("books")[i] += f.granted;
             eprintln!(
-                "{label} / {}: {} requests, {} answered 503 over {} ms, slowest {} ms, grants lost 0",
+                "{label} / {}: {} requests, {} answered 503 over {} ms (median 503 in {} ms), slowest {} ms, grants lost 0",
                 s.name,
                 f.requests,
                 f.unavailable,
                 f.window.as_millis(),
+                f.median_503.as_millis(),
                 f.slowest.as_millis()
             );
         }
@@ -432,13 +502,27 @@ impl Run {
             .unwrap_or_else(|| panic!("{who}: no grant before the event"));
         assert!(granted(after) > 0, "{who}: no grant after the event");
 
-        let now = ask(http, &self.shim, s, 0).await.expect("final inspect");
+        // A cost-0 inspect changes nothing, so a 503 (a stall of this loaded
+        // machine past `timeout_ms`) is simply asked again.
+        let mut now = ask(http, &self.shim, s, 0).await.expect("final inspect");
+        for _ in 0..50 {
+            if now.status != StatusCode::SERVICE_UNAVAILABLE {
+                break;
+            }
+            tokio::time::sleep(PACE).await;
+            now = ask(http, &self.shim, s, 0).await.expect("final inspect");
+        }
         assert_eq!(now.status, StatusCode::OK, "{who}: final inspect");
         let remaining = now.remaining.expect("remaining header");
         assert_eq!(
             last_before - remaining,
             granted(after),
-            "{who}: grants after the event must equal the drop in remaining"
+            "{who}: grants after the event must equal the drop in remaining \
+             (503s after the event: {})",
+            after
+                .iter()
+                .filter(|x| x.status == StatusCode::SERVICE_UNAVAILABLE)
+                .count()
         );
         assert_eq!(
             s.full - remaining,
@@ -465,6 +549,11 @@ impl Run {
             unavailable: unavailable.len(),
             window,
             slowest,
+            median_503: {
+                let mut t: Vec<Duration> = unavailable.iter().map(|x| x.took).collect();
+                t.sort();
+                t.get(t.len() / 2).copied().unwrap_or_default()
+            },
         }
     }
 }
@@ -501,6 +590,17 @@ impl SentinelGroup {
                 field(&m, "num-slaves").as_deref() == Some("2")
                     && field(&m, "num-other-sentinels").as_deref() == Some("2")
             });
+            // Both replicas eligible for promotion (linked and reported),
+            // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
+            wait_until("replicas eligible", 30, || {
+                let r = cli(s.port, &["SENTINEL", "REPLICAS", "mymaster"]);
+                let lines: Vec<&str> = r.lines().map(str::trim).collect();
+                let linked = lines
+                    .windows(2)
+                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
+                    .count();
+                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
+            });
         }
         let mut nodes = vec![master];
         nodes.extend(replicas);
@@ -519,6 +619,15 @@ impl SentinelGroup {
             .collect::<Vec<_>>()
             .join(", ");
         format!("[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [{nodes}]")
+    }
+
+    /// Every write so far on both replicas before the event.
+    fn quiesce(master: u16) -> Quiesce {
+        Quiesce {
+            port: master,
+            probe_key: "failover:probe".to_owned(),
+            replicas: 2,
+        }
     }
 
     fn master_port(sentinel: u16) -> u16 {
@@ -541,14 +650,20 @@ async fn sentinel_graceful_failover_loses_no_grant_on_any_limiter() {
         let old = group.nodes[0].port;
         let run = Run::new(&group.shim_redis(), "fo").await;
         let sentinel = group.sentinels[0].port;
-        run.through("SENTINEL FAILOVER", move || {
-            let ok = cli(sentinel, &["SENTINEL", "FAILOVER", "mymaster"]);
-            assert!(ok.contains("OK"), "SENTINEL FAILOVER: {ok}");
-            wait_until("a replica promoted", 20, || {
-                let m = SentinelGroup::master_port(sentinel);
-                m != 0 && m != old
-            });
-        })
+        run.through(
+            "SENTINEL FAILOVER",
+            SentinelGroup::quiesce(old),
+            move || {
+                let ok = cli(sentinel, &["SENTINEL", "FAILOVER", "mymaster"]);
+                assert!(ok.contains("OK"), "SENTINEL FAILOVER: {ok}");
+            },
+            move || {
+                wait_until("a replica promoted", 20, || {
+                    let m = SentinelGroup::master_port(sentinel);
+                    m != 0 && m != old
+                })
+            },
+        )
         .await;
         let new = SentinelGroup::master_port(sentinel);
         assert_ne!(new, old);
@@ -569,13 +684,17 @@ async fn sentinel_sigkill_of_the_master_loses_no_grant_on_any_limiter() {
         let run = Run::new(&group.shim_redis(), "fo").await;
         let sentinel = group.sentinels[0].port;
         let mut master = group.nodes.remove(0);
-        run.through("SIGKILL master (Sentinel)", move || {
-            master.kill();
-            wait_until("a replica promoted", 30, || {
-                let m = SentinelGroup::master_port(sentinel);
-                m != 0 && m != old
-            });
-        })
+        run.through(
+            "SIGKILL master (Sentinel)",
+            SentinelGroup::quiesce(old),
+            move || master.kill(),
+            move || {
+                wait_until("a replica promoted", 30, || {
+                    let m = SentinelGroup::master_port(sentinel);
+                    m != 0 && m != old
+                })
+            },
+        )
         .await;
         assert_eq!(role(SentinelGroup::master_port(sentinel)), "master");
     })
@@ -744,11 +863,25 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             master != 0 && replica != 0,
             "slot {slot}: {master}/{replica}"
         );
-        run.through("CLUSTER FAILOVER", move || {
-            let ok = cli(replica, &["CLUSTER", "FAILOVER"]);
-            assert!(ok.contains("OK"), "CLUSTER FAILOVER: {ok}");
-            wait_until("replica promoted", 20, || role(replica) == "master");
-        })
+        let probe_key = format!("{{{tag}}}probe");
+        run.through(
+            "CLUSTER FAILOVER",
+            Quiesce {
+                port: master,
+                probe_key: probe_key.clone(),
+                replicas: 1,
+            },
+            move || {
+                let ok = cli(replica, &["CLUSTER", "FAILOVER"]);
+                assert!(ok.contains("OK"), "CLUSTER FAILOVER: {ok}");
+            },
+            move || {
+                // Both sides: the old master may claim the slot until it learns.
+                wait_until("replica promoted, old master demoted", 20, || {
+                    role(replica) == "master" && role(master) == "slave"
+                })
+            },
+        )
         .await;
         assert_eq!(cluster.master_of(slot), replica);
 
@@ -763,12 +896,20 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             .position(|n| n.port == replica)
             .expect("node");
         let mut victim = cluster.nodes.remove(idx);
-        run.through("SIGKILL master (Cluster)", move || {
-            victim.kill();
-            wait_until("replica promoted after the kill", 30, || {
-                role(master) == "master"
-            });
-        })
+        run.through(
+            "SIGKILL master (Cluster)",
+            Quiesce {
+                port: replica,
+                probe_key,
+                replicas: 1,
+            },
+            move || victim.kill(),
+            move || {
+                wait_until("replica promoted after the kill", 30, || {
+                    role(master) == "master"
+                })
+            },
+        )
         .await;
         assert_eq!(cluster.master_of(slot), master);
     })
