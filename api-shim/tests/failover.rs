@@ -915,3 +915,87 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------- refusals that mean "not now"
+
+/// The server itself refuses a limiter call with `code` (so the shim's 503
+/// below is about that code, not some other failure).
+fn assert_refuses(port: u16, code: &str) {
+    let said = cli(port, &["RL.TOKENBUCKET", "raw:k", "10", "1", "1"]);
+    assert!(
+        said.starts_with(code),
+        "port {port} said {said:?}, not {code}"
+    );
+}
+
+/// `POST` a raw token-bucket decision; its status and fail-open marker.
+async fn raw_status(shim: &InProcessShim) -> (StatusCode, Option<String>) {
+    let r = reqwest::Client::new()
+        .post(shim.url("/v1/tokenbucket/k?capacity=10&rate=1"))
+        .send()
+        .await
+        .expect("shim answers");
+    let marker = r
+        .headers()
+        .get("x-ratelimit-fail-open")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (r.status(), marker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_fault() {
+    let _one = SERIAL.lock().await;
+    bounded(60, async {
+        let dir = TempDir::new("failover-codes");
+        let url = |s: &Server| format!("redis://127.0.0.1:{}/", s.port);
+
+        // NOREPLICAS: a master below `min-replicas-to-write`.
+        let lonely = Server::redis(&dir.0, &["--min-replicas-to-write", "1"]);
+        assert_refuses(lonely.port, "NOREPLICAS");
+        let closed = InProcessShim::start(common::config(&url(&lonely), "")).await;
+        assert_eq!(raw_status(&closed).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        let open = InProcessShim::start(common::config(&url(&lonely), "fail_open = true")).await;
+        assert_eq!(
+            raw_status(&open).await,
+            (StatusCode::OK, Some("1".to_owned())),
+            "fail-open lets the request through, marked"
+        );
+
+        // READONLY: a replica.
+        let mut master = Server::redis(&dir.0, &[]);
+        let of = master.port.to_string();
+        let replica = Server::redis(&dir.0, &["--replicaof", "127.0.0.1", &of]);
+        assert_refuses(replica.port, "READONLY");
+        let shim = InProcessShim::start(common::config(&url(&replica), "")).await;
+        assert_eq!(raw_status(&shim).await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+        // MASTERDOWN: a writable replica that must not serve stale data, its
+        // master gone.
+        let stale = Server::redis(
+            &dir.0,
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &of,
+                "--replica-read-only",
+                "no",
+                "--replica-serve-stale-data",
+                "no",
+            ],
+        );
+        master.kill();
+        wait_until("replica sees its master down", 15, || {
+            field(
+                &cli(stale.port, &["INFO", "replication"]),
+                "master_link_status",
+            )
+            .as_deref()
+                == Some("down")
+        });
+        assert_refuses(stale.port, "MASTERDOWN");
+        let shim = InProcessShim::start(common::config(&url(&stale), "")).await;
+        assert_eq!(raw_status(&shim).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    })
+    .await;
+}
