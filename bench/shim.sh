@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Load measurement of the HTTP shim against a bare axum hello-world.
-# Starts Redis with the module, the shim (release) and api-shim/examples/hello.rs
-# (release) on free 127.0.0.1 ports, runs `wrk -t2 -c50 -d10s` against each
-# (the shim with POSTs spread over 1000 token-bucket keys that never run dry),
-# prints req/s and p50/p99 for both, and stops everything it started.
-#   bash bench/shim.sh            (DURATION=10s CONNS=50 THREADS=2 to change)
+# Load measurement of the HTTP shim, all in one run on this machine:
+#   1. axum hello-world (api-shim/examples/hello.rs), direct;
+#   2. a plain Nginx reverse proxy to that hello-world;
+#   3. the shipped Nginx config (docker/nginx/local.conf.template +
+#      ratelimit.locations.conf): every request is first decided by a shim
+#      through auth_request, with a two-limit policy (token bucket + fixed
+#      window, one RL.LIMITS per decision), then proxied to the same
+#      hello-world.
+# Both Nginx configs run with the same worker settings (NGINX_WORKERS, 1 by
+# default, worker_connections 4096, keepalive to upstreams). wrk sends GETs
+# from CONNS connections. Prints req/s, p50 and p99 per target, the ratio
+# 3 / 2, and the Redis round trips per decision (commands counted by
+# INFO commandstats divided by the decisions counted by the shim).
+# Everything runs on 127.0.0.1 ports picked at random and is stopped at exit.
+#   bash bench/shim.sh     (DURATION=10s CONNS=200 THREADS=2 NGINX_WORKERS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-50}
+CONNS=${CONNS:-200}
 THREADS=${THREADS:-2}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+NGINX=${NGINX:-/usr/sbin/nginx}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 
-for tool in wrk redis-server redis-cli cargo; do
+for tool in wrk redis-server redis-cli cargo curl python3 "$NGINX"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 
@@ -51,9 +63,21 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
+# Two limits that never deny during the run: the cost of a grant, not of a 429.
+cat >"$WORK/shim.toml" <<TOML
+[identity]
+trusted_proxies = ["127.0.0.1"]
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [
+  { name = "burst", algorithm = "tokenbucket", capacity = 100000000000, rate = 100000000 },
+  { name = "day", algorithm = "fixedwindow", limit = 100000000000, window = 86400 },
+]
+TOML
 SHIM_PORT=$(free_port)
 SHIM_LISTEN="127.0.0.1:$SHIM_PORT" SHIM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
-    "$TARGET/release/api-shim" >"$WORK/shim.log" 2>&1 &
+    "$TARGET/release/api-shim" "$WORK/shim.toml" >"$WORK/shim.log" 2>&1 &
 pids+=($!)
 wait_up "http://127.0.0.1:$SHIM_PORT/ready"
 
@@ -62,26 +86,50 @@ HELLO_PORT=$(free_port)
 pids+=($!)
 wait_up "http://127.0.0.1:$HELLO_PORT/"
 
-cat >"$WORK/post.lua" <<'LUA'
--- POST to the token-bucket endpoint, cycling over 1000 keys; the bucket is
--- large enough that every call is allowed (the common, full-cost path).
-local n = 0
-request = function()
-    n = n + 1
-    local path = "/v1/tokenbucket/bench:" .. (n % 1000) .. "?capacity=100000000&rate=100000000&cost=1"
-    return wrk.format("POST", path)
-end
-response = function(status, headers, body)
-    if status ~= 200 then
-        io.stderr:write("unexpected status " .. status .. "\n")
-    end
-end
-LUA
+# The shipped config, rendered as documented. One client address opens all
+# CONNS connections, so the per-client connection limit is raised for it.
+SHIPPED_PORT=$(free_port)
+WORKERS=$NGINX_WORKERS CONN_PER_CLIENT=$((CONNS * 2)) \
+    docker/nginx/render-local.sh "$WORK/shipped" "127.0.0.1:$SHIPPED_PORT" \
+    "127.0.0.1:$HELLO_PORT" "127.0.0.1:$SHIM_PORT" >/dev/null
+sed -i "s#access_log $WORK/shipped/access.log;#access_log off;#" "$WORK/shipped/nginx.conf"
+"$NGINX" -p "$WORK/shipped" -c "$WORK/shipped/nginx.conf" -e "$WORK/shipped/error.log" -g 'daemon off;' &
+pids+=($!)
 
-run() { # name, out, wrk args...
-    local name=$1 out=$2; shift 2
-    echo "wrk $name…" >&2
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" >"$out"
+# A plain proxy with the same worker settings and upstream keep-alive.
+PLAIN_PORT=$(free_port)
+mkdir -p "$WORK/plain"
+cat >"$WORK/plain/nginx.conf" <<NGINX
+worker_processes $NGINX_WORKERS;
+pid $WORK/plain/nginx.pid;
+error_log $WORK/plain/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/plain/client_body;
+    proxy_temp_path $WORK/plain/proxy;
+    fastcgi_temp_path $WORK/plain/fastcgi;
+    uwsgi_temp_path $WORK/plain/uwsgi;
+    scgi_temp_path $WORK/plain/scgi;
+    upstream app { server 127.0.0.1:$HELLO_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$PLAIN_PORT;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+"$NGINX" -p "$WORK/plain" -c "$WORK/plain/nginx.conf" -e "$WORK/plain/error.log" -g 'daemon off;' &
+pids+=($!)
+wait_up "http://127.0.0.1:$PLAIN_PORT/api/hello"
+wait_up "http://127.0.0.1:$SHIPPED_PORT/api/hello"
+
+run() { # name, out, url
+    echo "wrk $1…" >&2
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$3" >"$2"
 }
 summary() { # name, file
     local rps p50 p99 non2xx
@@ -89,14 +137,31 @@ summary() { # name, file
     p50=$(awk '$1 == "50%" {print $2}' "$2")
     p99=$(awk '$1 == "99%" {print $2}' "$2")
     non2xx=$(awk '/Non-2xx/ {print $5}' "$2")
-    printf '%-28s %12s %10s %10s %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:+(non-2xx: $non2xx)}"
+    printf '%-52s %10s %9s %9s %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:+(non-2xx: $non2xx)}"
+}
+redis_calls() { # every command but INFO itself
+    redis-cli -p "$REDIS_PORT" info commandstats |
+        awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {s += $3} END {print s + 0}'
+}
+decisions() {
+    curl -fsS "http://127.0.0.1:$SHIM_PORT/metrics" |
+        awk '/^shim_decisions_total\{endpoint="auth"/ {s += $2} END {print s + 0}'
 }
 
-run "shim POST /v1/tokenbucket" "$WORK/shim.txt" -s "$WORK/post.lua" "http://127.0.0.1:$SHIM_PORT"
-run "hello GET /" "$WORK/hello.txt" "http://127.0.0.1:$HELLO_PORT/"
+run "axum hello-world" "$WORK/hello.txt" "http://127.0.0.1:$HELLO_PORT/api/hello"
+run "plain nginx" "$WORK/plain.txt" "http://127.0.0.1:$PLAIN_PORT/api/hello"
+calls0=$(redis_calls); dec0=$(decisions)
+run "shipped nginx" "$WORK/shipped.txt" "http://127.0.0.1:$SHIPPED_PORT/api/hello"
+calls1=$(redis_calls); dec1=$(decisions)
 
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION on $(nproc) cores (wrk shares the machine)"
-printf '%-28s %12s %10s %10s\n' "target" "req/s" "p50" "p99"
-summary "api-shim (RL.TOKENBUCKET)" "$WORK/shim.txt"
-summary "axum hello-world" "$WORK/hello.txt"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, nginx worker_processes $NGINX_WORKERS, $(nproc) cores shared by everything"
+printf '%-52s %10s %9s %9s\n' "target (GET /api/hello)" "req/s" "p50" "p99"
+summary "axum hello-world, direct" "$WORK/hello.txt"
+summary "plain Nginx proxy -> hello" "$WORK/plain.txt"
+summary "shipped Nginx: auth_request (2 limits) -> hello" "$WORK/shipped.txt"
+plain=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/plain.txt")
+shipped=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/shipped.txt")
+awk -v a="$shipped" -v b="$plain" 'BEGIN {printf "shipped / plain: %.2fx\n", a / b}'
+awk -v c="$((calls1 - calls0))" -v d="$((dec1 - dec0))" \
+    'BEGIN {if (d > 0) printf "Redis round trips per decision: %.3f (%d commands, %d decisions)\n", c / d, c, d}'
