@@ -113,6 +113,9 @@ trusted_proxies = ["127.0.0.1"]
 default_tier = "free"
 [policies.api.tiers.free]
 limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 3, rate = 0.01 }]
+# Generous for a debug build on a loaded machine (see common::TEST_REDIS_TIMEOUT_MS).
+[redis]
+timeout_ms = 10000
 "#;
 
 async fn auth_decisions(http: &reqwest::Client, shim_port: u16) -> u64 {
