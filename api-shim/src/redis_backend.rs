@@ -20,14 +20,14 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, Value};
+use redis::{Client, Cmd, ErrorKind, RedisError, Value};
 use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
 
 use crate::backend::{
-    classify_server_error, limits_args, single_command, Backend, BackendError, LimitsReply,
-    Readiness, Reply, SystemMode,
+    classify_server_error, single_command, Backend, BackendError, LimitsReply, Readiness, Reply,
+    SystemMode,
 };
 use crate::config::{Config, LimitCall, RedisTarget};
 use crate::sentinel::SentinelMaster;
@@ -48,7 +48,6 @@ enum Conn {
 /// Redis access for the shim.
 pub struct RedisBackend {
     conn: Conn,
-    timeout: Duration,
     mode_key: String,
 }
 
@@ -96,7 +95,6 @@ impl RedisBackend {
         };
         Ok(RedisBackend {
             conn,
-            timeout,
             mode_key: cfg.mode_key.clone(),
         })
     }
@@ -117,22 +115,17 @@ impl RedisBackend {
         Ok(c)
     }
 
-    /// Runs a pipeline (`Some`) or a single command on whatever connection we
-    /// have, bounded by the timeout.
-    async fn exec(
-        &self,
-        pipe: Option<&Pipeline>,
-        cmd: Option<&Cmd>,
-    ) -> Result<Value, BackendError> {
+    /// Runs one command on whatever connection we have.
+    async fn exec(&self, cmd: &Cmd) -> Result<Value, BackendError> {
         let fut = async {
             match &self.conn {
                 Conn::Standalone(m) => {
                     let mut c = m.clone();
-                    send(&mut c, pipe, cmd).await.map_err(map_error)
+                    cmd.query_async(&mut c).await.map_err(map_error)
                 }
                 Conn::Cluster { client, conn } => {
                     let mut c = Self::cluster_conn(client, conn).await.map_err(map_error)?;
-                    send(&mut c, pipe, cmd).await.map_err(map_error)
+                    cmd.query_async(&mut c).await.map_err(map_error)
                 }
                 Conn::Sentinel(master) => {
                     // Fenced (failover under way) or no master: unavailable,
@@ -141,7 +134,7 @@ impl RedisBackend {
                         .connection()
                         .await
                         .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-                    let r = send(&mut lease.conn, pipe, cmd).await;
+                    let r = cmd.query_async(&mut lease.conn).await;
                     if let Err(e) = &r {
                         if master_may_have_moved(e) {
                             master.forget(&lease);
@@ -151,25 +144,9 @@ impl RedisBackend {
                 }
             }
         };
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(BackendError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
-    }
-}
-
-async fn send<C: redis::aio::ConnectionLike>(
-    c: &mut C,
-    pipe: Option<&Pipeline>,
-    cmd: Option<&Cmd>,
-) -> Result<Value, RedisError> {
-    match (pipe, cmd) {
-        (Some(p), _) => p.query_async(c).await,
-        (None, Some(cmd)) => cmd.query_async(c).await,
-        (None, None) => Ok(Value::Nil),
+        // The caller bounds the whole decision (`http::within`); the
+        // connections carry `timeout_ms` as their own response timeout.
+        fut.await
     }
 }
 
@@ -310,8 +287,13 @@ impl Backend for RedisBackend {
         calls: &[LimitCall],
     ) -> Result<LimitsReply, BackendError> {
         let mut cmd = redis::cmd("RL.LIMITS");
-        cmd.arg(key).arg(limits_args(cost, calls));
-        let v = self.exec(None, Some(&cmd)).await?;
+        cmd.arg(key).arg(cost);
+        for c in calls {
+            for w in c.words() {
+                cmd.arg(w.as_str());
+            }
+        }
+        let v = self.exec(&cmd).await?;
         parse_limits_reply(&v, calls.len())
             .ok_or_else(|| BackendError::Protocol(format!("RL.LIMITS answered {v:?}")))
     }
@@ -320,14 +302,14 @@ impl Backend for RedisBackend {
         let (name, args) = single_command(quota, cost);
         let mut cmd = redis::cmd(name);
         cmd.arg(key).arg(args);
-        let v = self.exec(None, Some(&cmd)).await?;
+        let v = self.exec(&cmd).await?;
         parse_reply(&v).ok_or_else(|| BackendError::Protocol(format!("{name} answered {v:?}")))
     }
 
     async fn get_mode(&self) -> Result<SystemMode, BackendError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&self.mode_key);
-        let v = self.exec(None, Some(&cmd)).await?;
+        let v = self.exec(&cmd).await?;
         Ok(match as_text(&v) {
             Some(s) => SystemMode::parse_lenient(&s),
             None => SystemMode::Normal,
@@ -337,13 +319,13 @@ impl Backend for RedisBackend {
     async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&self.mode_key).arg(mode.as_str());
-        self.exec(None, Some(&cmd)).await.map(|_| ())
+        self.exec(&cmd).await.map(|_| ())
     }
 
     async fn exact_max_log(&self) -> Result<Option<u64>, BackendError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("ratelimit.exact-max-log");
-        let v = match self.exec(None, Some(&cmd)).await {
+        let v = match self.exec(&cmd).await {
             Ok(v) => v,
             // NOPERM (ACL) or a refused CONFIG: fall back to the default.
             Err(BackendError::Refused(_)) => return Ok(None),
@@ -359,10 +341,10 @@ impl Backend for RedisBackend {
 
     async fn readiness(&self) -> Result<Readiness, BackendError> {
         let ping = redis::cmd("PING");
-        self.exec(None, Some(&ping)).await?;
+        self.exec(&ping).await?;
         let mut list = redis::cmd("MODULE");
         list.arg("LIST");
-        let v = self.exec(None, Some(&list)).await?;
+        let v = self.exec(&list).await?;
         Ok(Readiness {
             module_loaded: module_listed(&v, MODULE_NAME),
         })

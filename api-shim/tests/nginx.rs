@@ -113,6 +113,9 @@ trusted_proxies = ["127.0.0.1"]
 default_tier = "free"
 [policies.api.tiers.free]
 limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 3, rate = 0.01 }]
+# Generous for a debug build on a loaded machine (see common::TEST_REDIS_TIMEOUT_MS).
+[redis]
+timeout_ms = 10000
 "#;
 
 async fn auth_decisions(http: &reqwest::Client, shim_port: u16) -> u64 {
@@ -298,4 +301,121 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
         drop(nginx);
     })
     .await;
+}
+
+/// The `<!-- doctest -->` shell blocks of one section of a README, in order.
+fn doctest_blocks(readme: &str, section: &str) -> Vec<String> {
+    let start = readme.find(section).expect("section in README");
+    let rest = &readme[start + section.len()..];
+    let end = rest
+        .find("\n## ")
+        .or_else(|| rest.find("\n### "))
+        .unwrap_or(rest.len());
+    let mut blocks = vec![];
+    let mut lines = rest[..end].lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- doctest -->" {
+            continue;
+        }
+        let fence = lines.next().expect("a fenced block after the marker");
+        assert!(
+            fence.starts_with("```sh"),
+            "marker not followed by ```sh: {fence}"
+        );
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        blocks.push(body.join("\n"));
+    }
+    blocks
+}
+
+/// Stops what the README's blocks started if the test fails half-way.
+struct DemoGuard(PathBuf);
+
+impl Drop for DemoGuard {
+    fn drop(&mut self) {
+        let pid_of = |f: &str| std::fs::read_to_string(self.0.join(f)).ok();
+        for f in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".pid") {
+                if let Some(pid) = pid_of(&name) {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+        if let Some(pid) = pid_of("nginx/nginx.pid") {
+            let _ = Command::new("kill").args(["-QUIT", pid.trim()]).status();
+        }
+    }
+}
+
+/// Defect 10: the api-shim README's "Nginx in front" section, run as written
+/// (its blocks in order, through bash), on free ports with the debug build.
+#[test]
+fn readme_nginx_section_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("api-shim/README.md")).expect("README");
+    let blocks = doctest_blocks(&readme, "### Nginx in front");
+    assert_eq!(blocks.len(), 3, "start, try, stop");
+    let dir = TempDir::new("readme");
+    let _guard = DemoGuard(dir.0.clone());
+    let bin = Path::new(env!("CARGO_BIN_EXE_api-shim"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let nginx_dir = nginx_binary().parent().expect("nginx dir").to_owned();
+    let path = format!(
+        "{}:{}",
+        nginx_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let redis_port = free_port();
+    let env = [
+        ("RL_DEMO", dir.0.display().to_string()),
+        ("REDIS_PORT", redis_port.to_string()),
+        ("SHIM_PORT", free_port().to_string()),
+        ("SHIM2_PORT", free_port().to_string()),
+        ("APP_PORT", free_port().to_string()),
+        ("NGINX_PORT", free_port().to_string()),
+        ("BIN_DIR", bin.display().to_string()),
+        ("MODULE", common::module_path().display().to_string()),
+        ("PATH", path),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut outputs = vec![];
+    for (i, block) in blocks.iter().enumerate() {
+        let out = Command::new("timeout")
+            .args(["60", "bash", "-euo", "pipefail", "-c", block])
+            .current_dir(&root)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "block {i} failed ({}):\n{block}\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(stdout);
+    }
+    let tried = &outputs[1];
+    assert!(tried.contains("\"status\":\"ready\""), "{tried}");
+    assert!(tried.contains("HTTP/1.1 200 OK"), "{tried}");
+    assert!(tried.contains("hello from the app"), "{tried}");
+    assert!(
+        tried
+            .to_ascii_lowercase()
+            .contains("ratelimit-policy: \"burst\";q=10;w=10"),
+        "{tried}"
+    );
+    assert!(
+        tried.contains("HTTP/1.1 404"),
+        "raw endpoints not routed: {tried}"
+    );
+    // The stop block stopped Redis.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err());
 }

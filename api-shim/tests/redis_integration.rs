@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, config, config_with_timeout, header, InProcessShim, RedisProc};
+use common::{bounded, config, header, InProcessShim, RedisProc};
 use reqwest::StatusCode;
 
 fn client() -> reqwest::Client {
@@ -358,7 +358,7 @@ async fn hammer(urls: Vec<String>, conns: usize, headers: Vec<(String, String)>)
 async fn one_user_hammered_by_200_connections_gets_exactly_the_capacity() {
     bounded(120, async {
         let redis = RedisProc::start();
-        let shim = InProcessShim::start(config_with_timeout(&redis.url(), "", 5_000)).await;
+        let shim = InProcessShim::start(config(&redis.url(), "")).await;
         // A refill of one token per 10^4 s cannot add a token during the test.
         let url = shim.url("/v1/tokenbucket/hot-user?capacity=100&rate=0.0001");
         let (ok, limited) = hammer(vec![url; 2_000], 200, vec![]).await;
@@ -382,7 +382,7 @@ identity_kind = "user"
 [policies.api.tiers.free]
 limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 5, rate = 0.0001 }]
 "#;
-        let shim = InProcessShim::start(config_with_timeout(&redis.url(), extra, 5_000)).await;
+        let shim = InProcessShim::start(config(&redis.url(), extra)).await;
         let http = client();
         let url = shim.url("/v1/check/api");
         let ok = Arc::new(AtomicUsize::new(0));

@@ -81,9 +81,10 @@ limits = [
 enabled = true
 key_prefix = "t:raw:"
 [redis]
-timeout_ms = 500
+timeout_ms = {timeout_ms}
 {redis}
-"#
+"#,
+        timeout_ms = common::TEST_REDIS_TIMEOUT_MS
     );
     api_shim::config::Config::from_toml(&text, |_| None).expect("config")
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Calls the ratelimit module from Python with redis-py (pip install redis).
 
-    python3 examples/python/client.py [redis://127.0.0.1:6379/0]
+    python3 examples/python/client.py [redis://127.0.0.1:6379/0[?protocol=2|3]]
+
+The module answers a list of five integers under RESP2 and a map of the same
+named fields under RESP3 (redis-py 8's default); Decision.parse takes either.
 
 Shows a token bucket being drained, and how to honour retry_after_ms.
 """
@@ -37,7 +40,7 @@ def main() -> None:
     url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379/0"
     r = redis.Redis.from_url(url)
     key = "example:python:user:1"
-    r.delete(key)
+    r.delete(key, "example:python:fw", "example:python:sw")
     for i in range(7):
         d = token_bucket(r, key, capacity=5, rate=2)
         print(f"call {i + 1}: {d}")

@@ -23,7 +23,10 @@ mod limits;
 mod number;
 mod quota;
 
-pub use limits::{name_hash, parse_limits, LimitSpec, MAX_LIMITS, MAX_NAME_LEN, USAGE_LIMITS};
+pub use limits::{
+    name_hash, parse_limits, parse_limits_borrowed, BorrowedSpec, LimitSpec, MAX_LIMITS,
+    MAX_NAME_LEN, USAGE_LIMITS,
+};
 pub use number::{
     format_rate, format_window, parse_cost, parse_count, parse_rate, parse_window_ms, shown,
 };

@@ -17,10 +17,12 @@ pub const MAX_LIMITS: usize = 16;
 /// The longest `NAME`, in bytes (it is stored as a 32-bit hash).
 pub const MAX_NAME_LEN: usize = 64;
 
-/// One limit of an `RL.LIMITS` call.
+/// One limit of an `RL.LIMITS` call. The name is owned by default; the
+/// module parses with borrowed names ([`parse_limits_borrowed`]), which
+/// saves an allocation per limit on every call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitSpec {
-    pub name: Option<Vec<u8>>,
+pub struct LimitSpec<N = Vec<u8>> {
+    pub name: Option<N>,
     pub quota: Quota,
     /// This limit's own cost; `None`: the call's cost.
     pub cost: Option<i64>,
@@ -28,13 +30,13 @@ pub struct LimitSpec {
     pub shadow: bool,
 }
 
-impl LimitSpec {
+impl<N: AsRef<[u8]>> LimitSpec<N> {
     /// The words of this spec: `[NAME n] ALGO params [COST n] [SHADOW]`.
     pub fn args(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(8);
         if let Some(name) = &self.name {
             out.push("NAME".into());
-            out.push(String::from_utf8_lossy(name).into_owned());
+            out.push(String::from_utf8_lossy(name.as_ref()).into_owned());
         }
         out.extend(self.quota.args());
         if let Some(cost) = self.cost {
@@ -69,12 +71,32 @@ fn is(word: &[u8], keyword: &str) -> bool {
 
 /// Parses everything after the key: the call's cost and the specs.
 pub fn parse_limits(args: &[&[u8]]) -> Result<(i64, Vec<LimitSpec>), String> {
+    let (cost, specs) = parse_limits_borrowed(args)?;
+    let owned = specs
+        .into_iter()
+        .map(|s| LimitSpec {
+            name: s.name.map(<[u8]>::to_vec),
+            quota: s.quota,
+            cost: s.cost,
+            shadow: s.shadow,
+        })
+        .collect();
+    Ok((cost, owned))
+}
+
+/// A spec whose name borrows from the command's arguments.
+pub type BorrowedSpec<'a> = LimitSpec<&'a [u8]>;
+
+/// [`parse_limits`] with names borrowed from the arguments.
+pub fn parse_limits_borrowed<'a>(
+    args: &[&'a [u8]],
+) -> Result<(i64, Vec<BorrowedSpec<'a>>), String> {
     let arity = || format!("ERR wrong number of arguments: usage {USAGE_LIMITS}");
     let (cost, mut rest) = match args {
         [cost, rest @ ..] if !rest.is_empty() => (parse_cost(cost)?, rest),
         _ => return Err(arity()),
     };
-    let mut specs: Vec<LimitSpec> = Vec::with_capacity(rest.len().min(MAX_LIMITS) / 3 + 1);
+    let mut specs: Vec<BorrowedSpec> = Vec::with_capacity((rest.len() / 3 + 1).min(MAX_LIMITS));
     while !rest.is_empty() {
         if specs.len() == MAX_LIMITS {
             return Err(format!(
@@ -83,11 +105,11 @@ pub fn parse_limits(args: &[&[u8]]) -> Result<(i64, Vec<LimitSpec>), String> {
         }
         let n = specs.len() + 1;
         let (spec, tail) = parse_spec(rest).map_err(|e| format!("ERR limit #{n}: {e}"))?;
-        if let Some(name) = &spec.name {
+        if let Some(name) = spec.name {
             let h = name_hash(name);
             if let Some(other) = specs
                 .iter()
-                .filter_map(|s| s.name.as_ref())
+                .filter_map(|s| s.name)
                 .find(|o| name_hash(o) == h)
             {
                 return Err(if other == name {
@@ -108,7 +130,10 @@ pub fn parse_limits(args: &[&[u8]]) -> Result<(i64, Vec<LimitSpec>), String> {
 }
 
 /// One spec from the front of `args`; returns it and what follows.
-fn parse_spec<'a>(mut args: &'a [&'a [u8]]) -> Result<(LimitSpec, &'a [&'a [u8]]), String> {
+/// One spec and the arguments after it.
+type Parsed<'a, 'b> = (BorrowedSpec<'a>, &'b [&'a [u8]]);
+
+fn parse_spec<'a, 'b>(mut args: &'b [&'a [u8]]) -> Result<Parsed<'a, 'b>, String> {
     let mut name = None;
     if let [word, tail @ ..] = args {
         if is(word, "NAME") {
@@ -121,7 +146,7 @@ fn parse_spec<'a>(mut args: &'a [&'a [u8]]) -> Result<(LimitSpec, &'a [&'a [u8]]
                     n.len()
                 ));
             }
-            name = Some(n.to_vec());
+            name = Some(*n);
             args = tail;
         }
     }

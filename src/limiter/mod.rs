@@ -31,8 +31,23 @@ pub enum ApplyError {
 
 /// One call of any algorithm on the state a key holds (`None`: no key).
 /// A negative `cost` is a refund of that many units: always allowed, never
-/// above the limiter's full state, and stored like a grant.
+/// above the limiter's full state, and stored like a grant. A `cost` of 0
+/// takes nothing, so it is always allowed too, even when a lowered limit
+/// leaves the limiter over its new limit (it then reports 0 remaining).
 pub fn apply(
+    stored: Option<&State>,
+    quota: &Quota,
+    now_ms: u64,
+    cost: i64,
+) -> Result<Outcome<State>, ApplyError> {
+    let mut out = apply_signed(stored, quota, now_ms, cost)?;
+    if cost <= 0 {
+        out.decision.retry = Retry::Now;
+    }
+    Ok(out)
+}
+
+fn apply_signed(
     stored: Option<&State>,
     quota: &Quota,
     now_ms: u64,

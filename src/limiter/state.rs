@@ -171,11 +171,16 @@ impl State {
     /// The encoding without a heap allocation for the fixed-size states (the
     /// replication payload is built on every granted call).
     pub fn encoded(&self) -> Payload {
-        if let State::SlidingExact(_) | State::Limits(_) = self {
+        if let State::SlidingExact(_) = self {
             return Payload::Heap(self.to_bytes());
         }
+        // A limits state of a few small limits fits too; a larger one is
+        // written again on the heap.
         let mut buf = InlineBuf::default();
         self.encode(&mut buf);
+        if buf.overflowed {
+            return Payload::Heap(self.to_bytes());
+        }
         Payload::Inline(buf)
     }
 
@@ -305,31 +310,36 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A fixed buffer large enough for every state but an `EXACT` log: format,
-/// tag and at most three varints (19 + 10 + 10 bytes).
+/// A fixed buffer large enough for every single-algorithm state but an
+/// `EXACT` log (format, tag and at most three varints: 19 + 10 + 10 bytes),
+/// and for limits states of a few such limits.
 #[derive(Clone, Copy)]
 pub struct InlineBuf {
-    bytes: [u8; 48],
+    bytes: [u8; 96],
     len: usize,
+    /// A write did not fit: the contents are incomplete.
+    overflowed: bool,
 }
 
 impl Default for InlineBuf {
     fn default() -> Self {
         Self {
-            bytes: [0; 48],
+            bytes: [0; 96],
             len: 0,
+            overflowed: false,
         }
     }
 }
 
 impl Sink for InlineBuf {
     fn put(&mut self, bytes: &[u8]) {
-        // Only fixed-size states are written here, which always fit; a write
-        // that would not fit is dropped rather than panicking (and the
-        // decoder would then refuse the payload).
-        if let Some(dst) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
-            dst.copy_from_slice(bytes);
-            self.len += bytes.len();
+        // A write that does not fit is dropped and remembered, never a panic.
+        match self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) if !self.overflowed => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            _ => self.overflowed = true,
         }
     }
 }
@@ -554,7 +564,23 @@ mod tests {
 
     #[test]
     fn inline_and_heap_encodings_agree() {
-        for s in samples() {
+        // Sixteen full buckets do not fit the inline buffer: the heap takes over.
+        let big = State::Limits(
+            LimitsState::new(
+                (0..16)
+                    .map(|i| LimitEntry {
+                        name: Some(i),
+                        state: Some(State::TokenBucket(TokenBucketState::new(
+                            u128::MAX >> 30,
+                            u64::MAX,
+                        ))),
+                    })
+                    .collect(),
+            )
+            .expect("valid"),
+        );
+        assert!(big.to_bytes().len() > 96);
+        for s in samples().into_iter().chain([big]) {
             assert_eq!(s.encoded().as_slice(), s.to_bytes().as_slice());
         }
     }

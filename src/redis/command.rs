@@ -113,8 +113,22 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             rl_grammar::USAGE_LIMITS,
         )));
     };
-    let words: Vec<&[u8]> = rest.iter().map(RedisString::as_slice).collect();
-    let (cost, specs) = rl_grammar::parse_limits(&words).map_err(RedisError::String)?;
+    // The arguments as byte slices, on the stack for every call that can be
+    // valid (a cost and at most MAX_LIMITS specs of at most 9 words each).
+    const MOST_WORDS: usize = 1 + 9 * rl_grammar::MAX_LIMITS;
+    let mut slots: [&[u8]; MOST_WORDS] = [&[]; MOST_WORDS];
+    let heap: Vec<&[u8]>;
+    let words: &[&[u8]] = if rest.len() <= MOST_WORDS {
+        for (slot, arg) in slots.iter_mut().zip(rest) {
+            *slot = arg.as_slice();
+        }
+        slots.get(..rest.len()).unwrap_or_default()
+    } else {
+        // Too long to be valid: the parser says why.
+        heap = rest.iter().map(RedisString::as_slice).collect();
+        &heap
+    };
+    let (cost, specs) = rl_grammar::parse_limits_borrowed(words).map_err(RedisError::String)?;
     let max_log = config::exact_max_log();
     let mut limits = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
@@ -123,7 +137,7 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             RedisError::String(format!("ERR limit #{}: {why}", i + 1))
         })?;
         limits.push(Limit {
-            name: spec.name.as_deref().map(rl_grammar::name_hash),
+            name: spec.name.map(rl_grammar::name_hash),
             quota: spec.quota,
             cost: spec.cost_in(cost),
             shadow: spec.shadow,
@@ -143,8 +157,8 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             return Err(apply_error(e, Kind::Limits));
         }
     };
-    let outcome = combine(stored, &limits, now).map_err(|e| apply_error(e, Kind::Limits))?;
-    if let Some(state) = outcome.new_state.clone() {
+    let mut outcome = combine(stored, &limits, now).map_err(|e| apply_error(e, Kind::Limits))?;
+    if let Some(state) = outcome.new_state.take() {
         let reset = outcome.reset_after_ms();
         commit(ctx, &mut lk, key, State::Limits(state), now, reset)?;
     }

