@@ -137,7 +137,7 @@ impl RedisBackend {
                     let r = cmd.query_async(&mut lease.conn).await;
                     if let Err(e) = &r {
                         if master_may_have_moved(e) {
-                            master.forget(&lease);
+                            master.forget(&lease, link_broken(e));
                         }
                     }
                     r.map_err(map_error)
@@ -155,14 +155,15 @@ impl RedisBackend {
 /// from its replicas): the connection is dropped and the master found again.
 const MASTER_MAY_HAVE_MOVED: [&str; 4] = ["READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING"];
 
+/// The connection itself failed (as opposed to a server's error reply).
+fn link_broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
+}
+
 /// A connection error, or one of the [`MASTER_MAY_HAVE_MOVED`] codes (by
 /// code, never by wording).
 fn master_may_have_moved(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || e.code().is_some_and(|c| MASTER_MAY_HAVE_MOVED.contains(&c))
+    link_broken(e) || e.code().is_some_and(|c| MASTER_MAY_HAVE_MOVED.contains(&c))
 }
 
 /// Sorts a client error by kind and server error code, never by wording.

@@ -165,6 +165,7 @@ impl From<RedisError> for NoMaster {
 pub struct Lease {
     pub conn: MultiplexedConnection,
     generation: u64,
+    made: Instant,
 }
 
 #[derive(Default)]
@@ -327,7 +328,11 @@ impl SentinelMaster {
         if w.generation != generation {
             return Err(NoMaster::Moved);
         }
-        let lease = Lease { conn, generation };
+        let lease = Lease {
+            conn,
+            generation,
+            made: Instant::now(),
+        };
         w.master = Some(addr);
         w.lease = Some(lease.clone());
         Ok(lease)
@@ -370,10 +375,15 @@ impl SentinelMaster {
     }
 
     /// Drops `lease` after an error that says the master may have moved; the
-    /// next request asks the sentinels again.
-    pub fn forget(&self, lease: &Lease) {
+    /// next request asks the sentinels again. A live connection (`READONLY`,
+    /// `NOREPLICAS`, … rather than a broken link) is dropped at most once per
+    /// [`RETRY_PAUSE`]: a master below `min-replicas-to-write` answers every
+    /// request `NOREPLICAS`, and each must not cost a round of new
+    /// connections to every sentinel.
+    pub fn forget(&self, lease: &Lease, link_broken: bool) {
         let mut w = self.inner.watch();
-        if w.generation == lease.generation {
+        if w.generation == lease.generation && (link_broken || lease.made.elapsed() >= RETRY_PAUSE)
+        {
             w.announced = None;
             w.lease = None;
         }
