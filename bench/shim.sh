@@ -15,7 +15,8 @@
 # the CPU time goes during each run (per process, from /proc; wrk itself is
 # the rest of the machine).
 # Everything runs on 127.0.0.1 ports picked at random and is stopped at exit.
-#   bash bench/shim.sh     (DURATION=10s CONNS=200 THREADS=2 NGINX_WORKERS=1)
+#   bash bench/shim.sh     (DURATION=10s CONNS=200 THREADS=2 NGINX_WORKERS=1
+#                           ROUNDS=3 SHIM_THREADS=<tokio workers>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -83,8 +84,9 @@ limits = [
 ]
 TOML
 SHIM_PORT=$(free_port)
+# SHIM_THREADS: the shim's tokio worker threads (default: one per core).
 SHIM_LISTEN="127.0.0.1:$SHIM_PORT" SHIM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
-    "$TARGET/release/api-shim" "$WORK/shim.toml" >"$WORK/shim.log" 2>&1 &
+    env ${SHIM_THREADS:+TOKIO_WORKER_THREADS=$SHIM_THREADS} "$TARGET/release/api-shim" "$WORK/shim.toml" >"$WORK/shim.log" 2>&1 &
 SHIM_PID=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$SHIM_PORT/ready"
@@ -189,24 +191,33 @@ decisions() {
         awk '/^shim_decisions_total\{endpoint="auth"/ {s += $2} END {print s + 0}'
 }
 
+rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+
+# The machine is shared, so load from elsewhere shifts any single run:
+# plain and shipped alternate for ROUNDS rounds and the median ratio counts.
+ROUNDS=${ROUNDS:-3}
 run "axum hello-world" "$WORK/hello.txt" "http://127.0.0.1:$HELLO_PORT/api/hello"
-run "plain nginx" "$WORK/plain.txt" "http://127.0.0.1:$PLAIN_PORT/api/hello"
 calls0=$(redis_calls); dec0=$(decisions)
-run "shipped nginx" "$WORK/shipped.txt" "http://127.0.0.1:$SHIPPED_PORT/api/hello"
+ratios=()
+for r in $(seq "$ROUNDS"); do
+    run "plain nginx ($r/$ROUNDS)" "$WORK/plain-$r.txt" "http://127.0.0.1:$PLAIN_PORT/api/hello"
+    run "shipped nginx ($r/$ROUNDS)" "$WORK/shipped-$r.txt" "http://127.0.0.1:$SHIPPED_PORT/api/hello"
+    ratios+=("$(awk -v a="$(rps_of "$WORK/shipped-$r.txt")" -v b="$(rps_of "$WORK/plain-$r.txt")" 'BEGIN {printf "%.2f", a / b}')")
+done
 calls1=$(redis_calls); dec1=$(decisions)
 
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, nginx worker_processes $NGINX_WORKERS, $(nproc) cores shared by everything"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, nginx worker_processes $NGINX_WORKERS, $(nproc) cores shared by everything, $ROUNDS rounds"
 printf '%-52s %10s %9s %9s\n' "target (GET /api/hello)" "req/s" "p50" "p99"
 summary "axum hello-world, direct" "$WORK/hello.txt"
 cat "$WORK/hello.txt.cpu"
-summary "plain Nginx proxy -> hello" "$WORK/plain.txt"
-cat "$WORK/plain.txt.cpu"
-summary "shipped Nginx: auth_request (2 limits) -> hello" "$WORK/shipped.txt"
-cat "$WORK/shipped.txt.cpu"
-plain=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/plain.txt")
-shipped=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/shipped.txt")
-awk -v a="$shipped" -v b="$plain" 'BEGIN {printf "shipped / plain: %.2fx\n", a / b}'
+for r in $(seq "$ROUNDS"); do
+    summary "plain Nginx proxy -> hello ($r)" "$WORK/plain-$r.txt"
+    cat "$WORK/plain-$r.txt.cpu"
+    summary "shipped Nginx: auth_request, 2 limits -> hello ($r)" "$WORK/shipped-$r.txt"
+    cat "$WORK/shipped-$r.txt.cpu"
+done
+echo "shipped / plain per round: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')x"
 echo "shim decisions by outcome: $(curl -fsS "http://127.0.0.1:$SHIM_PORT/metrics" |
     sed -n 's/^shim_decisions_total{endpoint="auth",outcome="\([a-z_]*\)"} \([0-9]*\)/\1=\2/p' | tr '\n' ' ')"
 awk -v c="$((calls1 - calls0))" -v d="$((dec1 - dec0))" \
