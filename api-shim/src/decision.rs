@@ -1,18 +1,31 @@
-//! Turning module replies into one HTTP decision and its headers.
+//! Turning module replies into one HTTP decision and its header fields.
 //!
-//! Pure functions, no I/O: the HTTP layer calls [`Decision::combine`] on the
-//! replies of one round trip and [`Decision::headers`] to render them.
+//! Pure functions, no I/O. The header fields follow
+//! draft-ietf-httpapi-ratelimit-headers-11 and are serialized by the `sfv`
+//! crate (RFC 9651 structured fields: strings escaped, integers capped at
+//! 15 digits):
+//!
+//! - `RateLimit-Policy: "burst";q=10;w=1, "day";q=1000;w=86400` — every limit
+//!   of the decision (shadow ones too), `q` its quota, `w` its window in
+//!   seconds (a token bucket: the time an empty bucket takes to refill);
+//! - `RateLimit: "burst";r=0;t=1, "day";r=412;t=30612` — every limit, `r` the
+//!   units left, `t` the seconds until that limit is back to its full quota
+//!   (a delta, never a timestamp, rounded up);
+//! - `X-RateLimit-Limit/Remaining/Reset` and `Retry-After` for the binding limit.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use rl_grammar::{Quota, RATE_SCALE};
+use sfv::{Integer, KeyRef, ListSerializer, StringRef};
 
-use crate::backend::{Algorithm, Reply};
+use crate::backend::{LimitsReply, Reply};
+use crate::config::{LimitCall, MAX_HEADER_INT};
 
 /// One limit as evaluated.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checked {
-    /// Item name in the `RateLimit*` fields (`[A-Za-z0-9_.-]`, so no escaping).
+pub struct Item {
     pub name: String,
-    pub algorithm: Algorithm,
+    pub quota: Quota,
+    pub shadow: bool,
     pub reply: Reply,
 }
 
@@ -20,9 +33,9 @@ pub struct Checked {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub allowed: bool,
-    pub items: Vec<Checked>,
-    /// Index into `items` of the most restrictive limit, the one reported in
-    /// `RateLimit`, `X-RateLimit-*` and `Retry-After`.
+    pub items: Vec<Item>,
+    /// Index into `items` of the binding limit (the module says which), the
+    /// one reported in `X-RateLimit-*` and `Retry-After`.
     pub binding: usize,
 }
 
@@ -42,6 +55,10 @@ pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelim
 pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The tier a policy decision used.
+pub const X_RATELIMIT_TIER: HeaderName = HeaderName::from_static("x-ratelimit-tier");
+/// `NORMAL` or `DEGRADED`: the system mode a policy decision used.
+pub const X_SYSTEM_HEALTH: HeaderName = HeaderName::from_static("x-system-health");
 /// Marker on `/v1/auth` answers that Nginx turns into a 429.
 pub const X_RATELIMIT_DENIED: HeaderName = HeaderName::from_static("x-ratelimit-denied");
 /// Marker on `/v1/auth` answers that Nginx turns into a 503.
@@ -50,45 +67,132 @@ pub const X_RATELIMIT_ERROR: HeaderName = HeaderName::from_static("x-ratelimit-e
 /// `fail_open = true`.
 pub const X_RATELIMIT_FAIL_OPEN: HeaderName = HeaderName::from_static("x-ratelimit-fail-open");
 
-impl Decision {
-    /// Combines the replies of all limits of one request: allowed only if every
-    /// limit allowed. The binding limit is, when denied, the one with the longest
-    /// wait (`-1`, "never", beats any wait); when allowed, the one with the
-    /// fewest remaining units (ties: the later reset).
-    pub fn combine(items: Vec<Checked>) -> Decision {
-        let allowed = items.iter().all(|c| c.reply.allowed);
-        let mut binding = 0;
-        for (i, c) in items.iter().enumerate() {
-            let Some(b) = items.get(binding) else { break };
-            let better = if allowed {
-                (c.reply.remaining, -c.reply.reset_after_ms)
-                    < (b.reply.remaining, -b.reply.reset_after_ms)
-            } else if !c.reply.allowed && b.reply.allowed {
-                true
-            } else if !c.reply.allowed {
-                wait_rank(c.reply.retry_after_ms) > wait_rank(b.reply.retry_after_ms)
-            } else {
-                false
-            };
-            if better {
-                binding = i;
-            }
+/// The quota `q` of a limit.
+pub fn quota_units(q: &Quota) -> u64 {
+    match q {
+        Quota::TokenBucket(t) => t.capacity(),
+        Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => w.limit(),
+    }
+}
+
+/// The window `w` in whole seconds, rounded up. A token bucket has no window;
+/// it reports the time an empty bucket takes to refill completely.
+pub fn window_secs(q: &Quota) -> u64 {
+    let ceil_div = |a: u128, b: u128| if b == 0 { u128::MAX } else { a.div_ceil(b) };
+    let secs = match q {
+        Quota::TokenBucket(t) => ceil_div(
+            u128::from(t.capacity()) * u128::from(RATE_SCALE),
+            u128::from(t.rate_nano()),
+        ),
+        Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => {
+            ceil_div(u128::from(w.window_ms()), 1000)
         }
-        Decision {
-            allowed,
+    };
+    u64::try_from(secs).unwrap_or(u64::MAX)
+}
+
+/// A structured-field integer, capped at 15 digits (never negative here).
+fn sf_int(v: u64) -> Integer {
+    Integer::try_from(v.min(MAX_HEADER_INT)).unwrap_or(Integer::MAX)
+}
+
+fn sf_non_negative(v: i64) -> Integer {
+    sf_int(u64::try_from(v).unwrap_or(0))
+}
+
+/// Serializes a list of `"name";k1=v1;k2=v2` items.
+fn sf_list<'a>(items: impl IntoIterator<Item = (&'a str, [(&'static str, Integer); 2])>) -> String {
+    let mut ser = ListSerializer::new();
+    for (name, params) in items {
+        // Names come from configuration ([A-Za-z0-9_.-]) or are fixed words;
+        // anything sfv refuses is skipped rather than sent malformed.
+        let Ok(s) = StringRef::from_str(name) else {
+            continue;
+        };
+        let mut p = ser.bare_item(s);
+        for (k, v) in params {
+            p = p.parameter(KeyRef::constant(k), v);
+        }
+    }
+    ser.finish().unwrap_or_default()
+}
+
+fn value(s: String) -> HeaderValue {
+    // sfv output and decimal digits are always valid header values.
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `RateLimit-Policy` for the given limits (from configuration, so it can be
+/// sent even when Redis did not answer).
+pub fn policy_header<'a>(limits: impl IntoIterator<Item = (&'a str, &'a Quota)>) -> HeaderValue {
+    value(sf_list(limits.into_iter().map(|(name, q)| {
+        (
+            name,
+            [("q", sf_int(quota_units(q))), ("w", sf_int(window_secs(q)))],
+        )
+    })))
+}
+
+impl Decision {
+    /// Pairs the `RL.LIMITS` reply with the calls that produced it; `None` if
+    /// the reply does not match (a bug or version skew).
+    pub fn from_limits(calls: &[LimitCall], reply: LimitsReply) -> Option<Decision> {
+        if reply.limits.len() != calls.len() || reply.binding >= calls.len() {
+            return None;
+        }
+        let items = calls
+            .iter()
+            .zip(reply.limits)
+            .map(|(c, r)| Item {
+                name: c.name.clone(),
+                quota: *c.quota(),
+                shadow: c.shadow(),
+                reply: r,
+            })
+            .collect();
+        Some(Decision {
+            allowed: reply.allowed,
             items,
-            binding,
+            binding: reply.binding,
+        })
+    }
+
+    /// One single-command reply (raw endpoints).
+    pub fn single(name: &str, quota: Quota, reply: Reply) -> Decision {
+        Decision {
+            allowed: reply.allowed,
+            items: vec![Item {
+                name: name.to_owned(),
+                quota,
+                shadow: false,
+                reply,
+            }],
+            binding: 0,
         }
     }
 
     /// The binding limit.
-    pub fn binding(&self) -> Option<&Checked> {
+    pub fn binding(&self) -> Option<&Item> {
         self.items.get(self.binding)
     }
 
     /// `true` if the binding limit says the request can never succeed.
     pub fn never(&self) -> bool {
         !self.allowed && self.binding().is_some_and(|c| c.reply.retry_after_ms < 0)
+    }
+
+    /// The enforced limits that denied this request (`violated-policies`).
+    pub fn violated(&self) -> Vec<&str> {
+        self.items
+            .iter()
+            .filter(|i| !i.shadow && !i.reply.allowed)
+            .map(|i| i.name.as_str())
+            .collect()
+    }
+
+    /// Shadow limits that would have denied (reported, never enforced).
+    pub fn shadow_denials(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(|i| i.shadow && !i.reply.allowed)
     }
 
     /// Seconds for `Retry-After`: at least 1 when denied, so that clients
@@ -105,70 +209,52 @@ impl Decision {
     /// The rate-limit header fields of this decision.
     pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(RATELIMIT_POLICY, policy_header(&self.items));
+        h.insert(
+            RATELIMIT_POLICY,
+            policy_header(self.items.iter().map(|i| (i.name.as_str(), &i.quota))),
+        );
+        h.insert(
+            RATELIMIT,
+            value(sf_list(self.items.iter().map(|i| {
+                (
+                    i.name.as_str(),
+                    [
+                        ("r", sf_non_negative(i.reply.remaining)),
+                        ("t", sf_non_negative(ceil_secs(i.reply.reset_after_ms))),
+                    ],
+                )
+            }))),
+        );
         if let Some(b) = self.binding() {
-            let remaining = b.reply.remaining.max(0);
-            let reset = ceil_secs(b.reply.reset_after_ms);
-            h.insert(
-                RATELIMIT,
-                num_value(format!("\"{}\";r={remaining};t={reset}", b.name)),
-            );
-            h.insert(X_RATELIMIT_LIMIT, num_value(b.reply.limit.to_string()));
-            h.insert(X_RATELIMIT_REMAINING, num_value(remaining.to_string()));
-            h.insert(X_RATELIMIT_RESET, num_value(reset.to_string()));
+            let digits = |v: i64| value(i64::from(sf_non_negative(v)).to_string());
+            h.insert(X_RATELIMIT_LIMIT, digits(b.reply.limit));
+            h.insert(X_RATELIMIT_REMAINING, digits(b.reply.remaining));
+            h.insert(X_RATELIMIT_RESET, digits(ceil_secs(b.reply.reset_after_ms)));
         }
         if let Some(secs) = self.retry_after_secs() {
-            h.insert(axum::http::header::RETRY_AFTER, num_value(secs.to_string()));
+            h.insert(
+                axum::http::header::RETRY_AFTER,
+                value(i64::from(sf_non_negative(secs)).to_string()),
+            );
         }
         h
     }
 }
 
-fn wait_rank(retry_ms: i64) -> i64 {
-    if retry_ms < 0 {
-        i64::MAX
-    } else {
-        retry_ms
-    }
-}
-
-/// `RateLimit-Policy` listing every limit in force (from configuration, so it
-/// can be sent even when Redis did not answer).
-pub fn policy_header<'a>(items: impl IntoIterator<Item = &'a Checked>) -> HeaderValue {
-    let s = items
-        .into_iter()
-        .map(|c| policy_item(&c.name, &c.algorithm))
-        .collect::<Vec<_>>()
-        .join(", ");
-    num_value(s)
-}
-
-/// One `RateLimit-Policy` item.
-pub fn policy_item(name: &str, algorithm: &Algorithm) -> String {
-    format!(
-        "\"{name}\";q={};w={}",
-        algorithm.quota(),
-        algorithm.window_secs()
-    )
-}
-
-/// Header values built here contain only names we validated and digits;
-/// anything else would be our bug, so degrade to an empty value over panicking.
-fn num_value(s: String) -> HeaderValue {
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rl_grammar::{TokenBucketQuota, WindowQuota};
 
-    fn item(name: &str, allowed: bool, remaining: i64, retry: i64, reset: i64) -> Checked {
-        Checked {
+    fn window(limit: u64, window_ms: u64) -> Quota {
+        Quota::FixedWindow(WindowQuota::new(limit, window_ms).expect("quota"))
+    }
+
+    fn item(name: &str, allowed: bool, remaining: i64, retry: i64, reset: i64) -> Item {
+        Item {
             name: name.into(),
-            algorithm: Algorithm::FixedWindow {
-                limit: 100,
-                window: 60.0,
-            },
+            quota: window(100, 60_000),
+            shadow: false,
             reply: Reply {
                 allowed,
                 limit: 100,
@@ -176,6 +262,14 @@ mod tests {
                 retry_after_ms: retry,
                 reset_after_ms: reset,
             },
+        }
+    }
+
+    fn decision(allowed: bool, binding: usize, items: Vec<Item>) -> Decision {
+        Decision {
+            allowed,
+            items,
+            binding,
         }
     }
 
@@ -197,50 +291,92 @@ mod tests {
     }
 
     #[test]
-    fn allowed_reports_fewest_remaining() {
-        let d = Decision::combine(vec![
-            item("second", true, 4, 0, 1_000),
-            item("day", true, 2, 0, 86_000_000),
-        ]);
-        assert!(d.allowed);
-        assert_eq!(d.binding().map(|c| c.name.as_str()), Some("day"));
+    fn both_fields_list_every_limit() {
+        let d = decision(
+            true,
+            1,
+            vec![
+                item("second", true, 4, 0, 1_000),
+                item("day", true, 2, 0, 86_000_000),
+            ],
+        );
         let h = d.headers();
-        assert_eq!(header(&h, "ratelimit"), "\"day\";r=2;t=86000");
         assert_eq!(
             header(&h, "ratelimit-policy"),
             "\"second\";q=100;w=60, \"day\";q=100;w=60"
         );
+        assert_eq!(
+            header(&h, "ratelimit"),
+            "\"second\";r=4;t=1, \"day\";r=2;t=86000"
+        );
+        assert_eq!(header(&h, "x-ratelimit-remaining"), "2");
         assert_eq!(header(&h, "retry-after"), "<absent>");
     }
 
     #[test]
-    fn one_denial_denies_and_longest_wait_binds() {
-        let d = Decision::combine(vec![
-            item("second", false, 0, 300, 1_000),
-            item("minute", false, 0, 20_001, 60_000),
-            item("day", true, 50, 0, 86_000_000),
-        ]);
-        assert!(!d.allowed);
-        assert_eq!(d.binding().map(|c| c.name.as_str()), Some("minute"));
+    fn denial_names_the_violated_limits_and_rounds_retry_after_up() {
+        let mut shadow = item("shadowed", false, 0, 9_000, 9_000);
+        shadow.shadow = true;
+        let d = decision(
+            false,
+            1,
+            vec![
+                item("second", false, 0, 300, 1_000),
+                item("minute", false, 0, 20_001, 60_000),
+                item("day", true, 50, 0, 86_000_000),
+                shadow,
+            ],
+        );
+        assert_eq!(d.violated(), ["second", "minute"]);
+        assert_eq!(d.shadow_denials().count(), 1);
         let h = d.headers();
         assert_eq!(header(&h, "retry-after"), "21");
-        assert_eq!(header(&h, "x-ratelimit-remaining"), "0");
         assert_eq!(header(&h, "x-ratelimit-reset"), "60");
     }
 
     #[test]
-    fn never_beats_any_wait_and_has_no_retry_after() {
-        let d = Decision::combine(vec![
-            item("a", false, 0, 5_000, 1_000),
-            item("b", false, 3, -1, 1_000),
-        ]);
+    fn never_has_no_retry_after_and_a_tiny_wait_says_one_second() {
+        let d = decision(
+            false,
+            1,
+            vec![
+                item("a", false, 0, 5_000, 1_000),
+                item("b", false, 3, -1, 1_000),
+            ],
+        );
         assert!(d.never());
         assert_eq!(d.retry_after_secs(), None);
+        let d = decision(false, 0, vec![item("a", false, 0, 1, 1)]);
+        assert_eq!(d.retry_after_secs(), Some(1));
+    }
+
+    /// Defect 7: no header integer ever exceeds 15 digits.
+    #[test]
+    fn huge_values_are_capped_to_structured_field_integers() {
+        let tb = Quota::TokenBucket(TokenBucketQuota::new(MAX_HEADER_INT, 1).expect("quota"));
+        let h = policy_header([("big", &tb)]);
+        assert_eq!(
+            h.to_str().ok(),
+            Some("\"big\";q=999999999999999;w=999999999999999")
+        );
+        let mut i = item("x", true, i64::MAX, 0, i64::MAX);
+        i.reply.limit = i64::MAX;
+        let h = decision(true, 0, vec![i]).headers();
+        assert_eq!(
+            header(&h, "ratelimit"),
+            "\"x\";r=999999999999999;t=999999999999999"
+        );
+        assert_eq!(header(&h, "x-ratelimit-limit"), "999999999999999");
+        // sfv escapes what it must.
+        let q = window(1, 1_000);
+        let h = policy_header([("a\"b", &q)]);
+        assert_eq!(h.to_str().ok(), Some(r#""a\"b";q=1;w=1"#));
     }
 
     #[test]
-    fn a_tiny_wait_still_says_one_second() {
-        let d = Decision::combine(vec![item("a", false, 0, 1, 1)]);
-        assert_eq!(d.retry_after_secs(), Some(1));
+    fn token_bucket_window_is_the_full_refill_time_rounded_up() {
+        let tb = Quota::TokenBucket(TokenBucketQuota::new(10, 3 * RATE_SCALE).expect("quota"));
+        assert_eq!(window_secs(&tb), 4);
+        assert_eq!(window_secs(&window(1, 250)), 1);
     }
 }

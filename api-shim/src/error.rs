@@ -2,15 +2,19 @@
 //!
 //! Every non-success answer is an RFC 9457 `application/problem+json` body.
 //! Messages in variants are written for the client; internal causes (Redis
-//! errors, reply shapes) are logged where they are converted and never sent.
+//! errors, reply shapes) travel in the response as an [`ErrorCause`]
+//! extension, which the edge middleware logs and strips: never sent, and no
+//! logging in conversions.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::backend::{BackendError, RejectKind};
+use crate::backend::BackendError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// The IANA problem type of a denied request (draft-ietf-httpapi-ratelimit-headers).
+pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,15 +28,23 @@ pub enum ApiError {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     /// The key holds another Redis type or another limiter's state.
-    #[error("conflict")]
-    Conflict,
-    /// Redis (or the module) cannot be reached; the cause was logged.
-    #[error("rate limiter unavailable")]
-    Unavailable,
-    /// A bug or version skew; the cause was logged.
-    #[error("internal error")]
-    Internal,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Redis (or the module) cannot be reached in time; the cause is logged.
+    #[error("rate limiter unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or version skew; the cause is logged.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
+
+/// The internal cause of an error answer, for the log line only.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+/// The outcome label of a decision endpoint's answer, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome(pub &'static str);
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -40,9 +52,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Conflict => StatusCode::CONFLICT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -51,11 +63,18 @@ impl ApiError {
             ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Unauthorized(m) => {
                 m.clone()
             }
-            ApiError::Conflict => {
+            ApiError::Conflict(_) => {
                 "the key holds another Redis type or another limiter's state".to_owned()
             }
-            ApiError::Unavailable => "the rate limiter's storage is unavailable".to_owned(),
-            ApiError::Internal => "internal error".to_owned(),
+            ApiError::Unavailable(_) => "the rate limiter's storage is unavailable".to_owned(),
+            ApiError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    fn cause(&self) -> Option<&str> {
+        match self {
+            ApiError::Conflict(c) | ApiError::Unavailable(c) | ApiError::Internal(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -65,38 +84,25 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Conflict => "conflict",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Internal => "internal",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
 
+/// For the raw endpoints, whose parameters the caller chose: the module's
+/// refusal is the caller's to fix, so its message (written for users) is
+/// passed on. Policy decisions map `Refused` themselves (see `http::check`).
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        match &e {
-            BackendError::Unavailable(_) => {
-                tracing::warn!(error = %e, "redis unavailable");
-                ApiError::Unavailable
+        match e {
+            BackendError::Unavailable(m) => ApiError::Unavailable(m),
+            BackendError::WrongType(m) => ApiError::Conflict(m),
+            BackendError::Refused(m) => {
+                ApiError::BadRequest(m.strip_prefix("ERR ").unwrap_or(&m).to_owned())
             }
-            BackendError::Rejected(RejectKind::ModuleMissing, _) => {
-                tracing::error!(error = %e, "RL.* commands unknown: is the module loaded?");
-                ApiError::Unavailable
-            }
-            BackendError::Rejected(RejectKind::WrongType, _) => {
-                tracing::info!(error = %e, "limiter key conflict");
-                ApiError::Conflict
-            }
-            BackendError::Rejected(RejectKind::Invalid, _) => {
-                // We validate every argument first, so this means the module
-                // and the shim disagree about what is valid.
-                tracing::warn!(error = %e, "module refused arguments the shim accepted");
-                ApiError::BadRequest("the rate limiter refused these parameters".to_owned())
-            }
-            BackendError::Protocol(_) => {
-                tracing::error!(error = %e, "unexpected reply");
-                ApiError::Internal
-            }
+            BackendError::Protocol(m) => ApiError::Internal(m),
         }
     }
 }
@@ -104,12 +110,13 @@ impl From<BackendError> for ApiError {
 /// A problem+json response with extra members and headers.
 pub fn problem(
     status: StatusCode,
+    kind: &str,
     detail: &str,
     extra: serde_json::Value,
     headers: HeaderMap,
 ) -> Response {
     let mut body = json!({
-        "type": "about:blank",
+        "type": kind,
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
@@ -129,6 +136,17 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        problem(self.status(), &self.detail(), json!({}), headers)
+        let mut resp = problem(
+            self.status(),
+            "about:blank",
+            &self.detail(),
+            json!({}),
+            headers,
+        );
+        if let Some(c) = self.cause() {
+            resp.extensions_mut().insert(ErrorCause(c.to_owned()));
+        }
+        resp.extensions_mut().insert(Outcome(self.label()));
+        resp
     }
 }

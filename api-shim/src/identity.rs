@@ -1,10 +1,97 @@
-//! Who is asking: client address (with trusted-proxy handling) and API keys.
+//! Who is asking: client address (with trusted-proxy handling), API keys and
+//! user ids, and [`resolve`], the pure function that turns a request into the
+//! policy, tier, identity key and named calls of its decision.
 
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
+
+use crate::config::{Config, IdentityKind, Policy, Tier};
+use crate::error::ApiError;
+
+/// What a policy request resolved to: everything the decision needs, found
+/// once. The calls of each mode are the tier's (`tier.calls(mode)`).
+#[derive(Debug)]
+pub struct Resolution<'c> {
+    pub policy: &'c Policy,
+    pub tier: &'c Tier,
+    /// `k:<hash>` (API key), `u:<hash>` (user id) or `ip:<address>`.
+    pub identity: String,
+    /// The one Redis key of this identity under this policy.
+    pub key: String,
+}
+
+/// The request facts identity depends on.
+pub struct Facts<'a> {
+    pub peer: IpAddr,
+    pub headers: &'a HeaderMap,
+}
+
+/// Resolves policy, identity and tier. Pure: no Redis, no clock.
+///
+/// - `identity_kind = "api_key"` (default): a known key selects its tier and
+///   its own bucket; an unknown or missing key counts as the client address
+///   (or is refused with `reject_unknown_keys`), so a fresh key per request
+///   gains nothing.
+/// - `identity_kind = "user"`: every value is its own identity in the default
+///   tier, believed only from `trusted_proxies` peers; otherwise the address.
+pub fn resolve<'c>(
+    cfg: &'c Config,
+    policy: &str,
+    facts: &Facts<'_>,
+) -> Result<Resolution<'c>, ApiError> {
+    let policy = cfg
+        .policies
+        .get(policy)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown policy `{policy}`")))?;
+    let value = policy
+        .identity_header
+        .as_ref()
+        .and_then(|h| facts.headers.get(h))
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty());
+    let by_address = || {
+        format!(
+            "ip:{}",
+            client_ip(facts.peer, facts.headers, &cfg.trusted_proxies)
+        )
+    };
+    let (identity, tier_name) = match (policy.identity_kind, value) {
+        (IdentityKind::ApiKey, Some(v)) => {
+            let known = std::str::from_utf8(v)
+                .ok()
+                .and_then(|k| cfg.api_keys.get(k))
+                .filter(|t| policy.tiers.contains_key(*t));
+            match known {
+                Some(t) => (format!("k:{}", hashed(v)), t.as_str()),
+                None if policy.reject_unknown_keys => {
+                    return Err(ApiError::Unauthorized("unknown API key".to_owned()))
+                }
+                None => (by_address(), policy.default_tier.as_str()),
+            }
+        }
+        (IdentityKind::ApiKey, None) if policy.reject_unknown_keys => {
+            return Err(ApiError::Unauthorized("an API key is required".to_owned()))
+        }
+        (IdentityKind::User, Some(v)) if cfg.is_trusted(&facts.peer) => {
+            (format!("u:{}", hashed(v)), policy.default_tier.as_str())
+        }
+        _ => (by_address(), policy.default_tier.as_str()),
+    };
+    let tier = policy
+        .tiers
+        .get(tier_name)
+        .ok_or_else(|| ApiError::Internal(format!("tier `{tier_name}` vanished")))?;
+    let key = cfg.policy_key(&policy.name, &identity);
+    Ok(Resolution {
+        policy,
+        tier,
+        identity,
+        key,
+    })
+}
 
 /// The client address for rate limiting.
 ///

@@ -4,7 +4,11 @@
 //! - [`http::app`] builds the axum router from an [`http::AppState`].
 //! - [`backend::Backend`] is the only way to Redis; [`redis_backend`] is the
 //!   real one, [`backend::FakeBackend`] an in-memory one for tests.
-//! - [`config::Config`] is the validated TOML file.
+//! - [`config::Config`] is the validated TOML file; limits go through the
+//!   module's own grammar (`rl_grammar`).
+//! - [`identity::resolve`] turns a request into policy, tier, key and the
+//!   named calls of its one `RL.LIMITS`; [`decision`] turns the reply into
+//!   headers.
 
 // The request path must never panic: a panic would drop the connection with
 // no answer. Tests may unwrap.
@@ -21,6 +25,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod redis_backend;
+pub mod sentinel;
 pub mod server;
 
 pub use http::{app, AppState};

@@ -1,12 +1,14 @@
 //! `api-shim [CONFIG.toml]` — or set `SHIM_CONFIG`. See README.md.
+//! SIGHUP reloads the configuration (and its API-key file); a bad one is
+//! refused and the running one kept.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use api_shim::config::Config;
-use api_shim::server::{serve, state_from_config};
+use api_shim::config::Loader;
+use api_shim::server::{serve, spawn_reloader, start};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing() {
@@ -67,8 +69,9 @@ async fn main() -> ExitCode {
     if path.is_none() {
         tracing::warn!("no configuration file given: defaults and SHIM_* variables only");
     }
-    let cfg = match Config::load(path.as_deref(), |k| std::env::var(k).ok()) {
-        Ok(c) => c,
+    let loader = Loader::new(path, |k| std::env::var(k).ok());
+    let state = match start(&loader).await {
+        Ok(s) => s,
         Err(e) => {
             // Also on stderr in plain text: this is what an operator reads.
             eprintln!("api-shim: {e}");
@@ -76,14 +79,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(78); // EX_CONFIG
         }
     };
-    let listen = cfg.listen;
-    let state = match state_from_config(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("api-shim: {e}");
-            return ExitCode::from(78);
-        }
-    };
+    let listen = state.config().listen;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -91,6 +87,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    spawn_reloader(state.clone(), loader);
     tracing::info!(%listen, "api-shim listening");
     match serve(state, listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,11 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Redis round-trip latency by operation, including failures.
     pub redis_seconds: HistogramVec,
+    /// Configuration reloads by result (`ok`, `error`).
+    pub reloads: IntCounterVec,
+    /// Shadow limits that would have denied, by policy and limit name
+    /// (both from configuration: bounded cardinality).
+    pub shadow_denials: IntCounterVec,
 }
 
 impl Metrics {
@@ -32,12 +37,30 @@ impl Metrics {
             ),
             &["op"],
         )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "shim_config_reloads_total",
+                "Configuration reloads by result",
+            ),
+            &["result"],
+        )?;
+        let shadow_denials = IntCounterVec::new(
+            Opts::new(
+                "shim_shadow_denials_total",
+                "Requests a shadow limit would have denied, by policy and limit",
+            ),
+            &["policy", "limit"],
+        )?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(redis_seconds.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(shadow_denials.clone()))?;
         Ok(Metrics {
             registry,
             decisions,
             redis_seconds,
+            reloads,
+            shadow_denials,
         })
     }
 

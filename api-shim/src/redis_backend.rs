@@ -4,9 +4,10 @@
 //!   reconnects by itself in the background);
 //! - cluster: the async cluster connection (per-node multiplexed connections,
 //!   follows MOVED/ASK, refreshes slots);
-//! - sentinel: a `ConnectionManager` to the master that Sentinel names; on a
-//!   connection error or `READONLY` (the old master was demoted) we forget it
-//!   and ask Sentinel again on the next request.
+//! - sentinel: [`SentinelMaster`] follows the master through failovers: it
+//!   fences writes from the first failover event any sentinel publishes until
+//!   `+switch-master`, confirms `ROLE` on every new connection, and forgets
+//!   its connection on any error that says the master may have moved.
 //!
 //! No connection is made at start-up, so the shim starts (and answers 503)
 //! while Redis is down, and recovers without a restart when it returns. Every
@@ -19,14 +20,17 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
-use tokio::sync::{Mutex, RwLock};
+use redis::{Client, Cmd, ErrorKind, RedisError, Value};
+use tokio::sync::RwLock;
+
+use rl_grammar::Quota;
 
 use crate::backend::{
-    classify_server_error, Backend, BackendError, Call, Readiness, Reply, SystemMode,
+    classify_server_error, single_command, Backend, BackendError, LimitsReply, Readiness, Reply,
+    SystemMode,
 };
-use crate::config::{Config, RedisTarget};
+use crate::config::{Config, LimitCall, RedisTarget};
+use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
 pub const MODULE_NAME: &str = "ratelimit";
@@ -34,19 +38,16 @@ pub const MODULE_NAME: &str = "ratelimit";
 enum Conn {
     Standalone(ConnectionManager),
     Cluster {
-        client: redis::cluster::ClusterClient,
+        // Boxed: the client is large next to the other variants.
+        client: Box<redis::cluster::ClusterClient>,
         conn: RwLock<Option<ClusterConnection>>,
     },
-    Sentinel {
-        sentinel: Mutex<SentinelClient>,
-        manager: RwLock<Option<ConnectionManager>>,
-    },
+    Sentinel(SentinelMaster),
 }
 
 /// Redis access for the shim.
 pub struct RedisBackend {
     conn: Conn,
-    timeout: Duration,
     mode_key: String,
 }
 
@@ -84,27 +85,16 @@ impl RedisBackend {
                     .build()
                     .map_err(config_error)?;
                 Conn::Cluster {
-                    client,
+                    client: Box::new(client),
                     conn: RwLock::new(None),
                 }
             }
             RedisTarget::Sentinel { master, nodes } => {
-                let sentinel = SentinelClient::build(
-                    nodes.clone(),
-                    master.clone(),
-                    None,
-                    SentinelServerType::Master,
-                )
-                .map_err(config_error)?;
-                Conn::Sentinel {
-                    sentinel: Mutex::new(sentinel),
-                    manager: RwLock::new(None),
-                }
+                Conn::Sentinel(SentinelMaster::new(master, nodes, timeout).map_err(config_error)?)
             }
         };
         Ok(RedisBackend {
             conn,
-            timeout,
             mode_key: cfg.mode_key.clone(),
         })
     }
@@ -125,116 +115,73 @@ impl RedisBackend {
         Ok(c)
     }
 
-    async fn sentinel_manager(
-        &self,
-        sentinel: &Mutex<SentinelClient>,
-        slot: &RwLock<Option<ConnectionManager>>,
-    ) -> Result<ConnectionManager, RedisError> {
-        if let Some(m) = slot.read().await.as_ref() {
-            return Ok(m.clone());
-        }
-        let mut w = slot.write().await;
-        if let Some(m) = w.as_ref() {
-            return Ok(m.clone());
-        }
-        let client = sentinel.lock().await.async_get_client().await?;
-        let m = ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout))?;
-        *w = Some(m.clone());
-        Ok(m)
-    }
-
-    /// Runs a pipeline (`Some`) or a single command on whatever connection we
-    /// have, bounded by the timeout.
-    async fn exec(
-        &self,
-        pipe: Option<&Pipeline>,
-        cmd: Option<&Cmd>,
-    ) -> Result<Value, BackendError> {
+    /// Runs one command on whatever connection we have.
+    async fn exec(&self, cmd: &Cmd) -> Result<Value, BackendError> {
         let fut = async {
             match &self.conn {
                 Conn::Standalone(m) => {
                     let mut c = m.clone();
-                    send(&mut c, pipe, cmd).await
+                    cmd.query_async(&mut c).await.map_err(map_error)
                 }
                 Conn::Cluster { client, conn } => {
-                    let mut c = Self::cluster_conn(client, conn).await?;
-                    send(&mut c, pipe, cmd).await
+                    let mut c = Self::cluster_conn(client, conn).await.map_err(map_error)?;
+                    cmd.query_async(&mut c).await.map_err(map_error)
                 }
-                Conn::Sentinel { sentinel, manager } => {
-                    let mut c = self.sentinel_manager(sentinel, manager).await?;
-                    let r = send(&mut c, pipe, cmd).await;
+                Conn::Sentinel(master) => {
+                    // Fenced (failover under way) or no master: unavailable,
+                    // answered without touching Redis.
+                    let mut lease = master
+                        .connection()
+                        .await
+                        .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                    let r = cmd.query_async(&mut lease.conn).await;
                     if let Err(e) = &r {
-                        if e.is_io_error()
-                            || e.is_connection_dropped()
-                            || e.is_connection_refusal()
-                            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-                        {
-                            // The master may have moved: ask Sentinel next time.
-                            *manager.write().await = None;
+                        if master_may_have_moved(e) {
+                            master.forget(&lease, link_broken(e));
                         }
                     }
-                    r
+                    r.map_err(map_error)
                 }
             }
         };
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(map_error),
-            Err(_) => Err(BackendError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        // The caller bounds the whole decision (`http::within`); the
+        // connections carry `timeout_ms` as their own response timeout.
+        fut.await
     }
 }
 
-async fn send<C: redis::aio::ConnectionLike>(
-    c: &mut C,
-    pipe: Option<&Pipeline>,
-    cmd: Option<&Cmd>,
-) -> Result<Value, RedisError> {
-    match (pipe, cmd) {
-        (Some(p), _) => p.query_async(c).await,
-        (None, Some(cmd)) => cmd.query_async(c).await,
-        (None, None) => Ok(Value::Nil),
-    }
+/// Server error codes after which the node we wrote to may not be the
+/// master any more (demoted, a replica that lost its master, loading, cut off
+/// from its replicas): the connection is dropped and the master found again.
+const MASTER_MAY_HAVE_MOVED: [&str; 4] = ["READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING"];
+
+/// The connection itself failed (as opposed to a server's error reply).
+fn link_broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
 }
 
-/// Sorts a client error into "Redis is not there" (503) and the rest.
+/// A connection error, or one of the [`MASTER_MAY_HAVE_MOVED`] codes (by
+/// code, never by wording).
+fn master_may_have_moved(e: &RedisError) -> bool {
+    link_broken(e) || e.code().is_some_and(|c| MASTER_MAY_HAVE_MOVED.contains(&c))
+}
+
+/// Sorts a client error by kind and server error code, never by wording.
 fn map_error(e: RedisError) -> BackendError {
-    let unavailable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::ClusterDown
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::BusyLoading
-                    | ServerErrorKind::ReadOnly
-            ) | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::MasterNameNotFoundBySentinel
-                | ErrorKind::EmptySentinelList
-                | ErrorKind::Client
-        );
-    if unavailable {
-        return BackendError::Unavailable(e.to_string());
-    }
     if matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) {
         return BackendError::Protocol(e.to_string());
     }
-    let text = e.to_string();
-    match e.into_server_errors() {
-        Some(items) => match items.first() {
-            Some((_, se)) => {
-                let detail = se.details().unwrap_or("");
-                BackendError::Rejected(classify_server_error(se.code(), detail), text)
-            }
-            None => BackendError::Protocol(text),
-        },
-        None => BackendError::Unavailable(text),
+    if let Some(code) = e.code() {
+        let message = match e.detail() {
+            Some(d) => format!("{code} {d}"),
+            None => code.to_owned(),
+        };
+        return classify_server_error(code, message);
     }
+    let text = e.to_string();
+    // No server error code: the connection, a timeout, the cluster or
+    // Sentinel plumbing. Redis is not there for us.
+    BackendError::Unavailable(text)
 }
 
 /// Reads the five fields from a RESP2 array or a RESP3 map.
@@ -262,6 +209,39 @@ fn parse_reply(v: &Value) -> Option<Reply> {
         _ => return None,
     };
     Reply::from_values(&ints)
+}
+
+/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map.
+fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
+    let (allowed, binding, limits) = match v {
+        Value::Array(items) => match items.as_slice() {
+            [allowed, _, _, _, _, binding, Value::Array(limits)] => (allowed, binding, limits),
+            _ => return None,
+        },
+        Value::Map(pairs) => {
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| as_text(k).as_deref() == Some(name))
+                    .map(|(_, v)| v)
+            };
+            match (get("allowed"), get("binding"), get("limits")) {
+                (Some(a), Some(b), Some(Value::Array(l))) => (a, b, l),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let limits = limits.iter().map(parse_reply).collect::<Option<Vec<_>>>()?;
+    let binding = usize::try_from(as_int(binding)?).ok()?;
+    if limits.len() != n || binding >= n {
+        return None;
+    }
+    Some(LimitsReply {
+        allowed: as_int(allowed)? == 1,
+        binding,
+        limits,
+    })
 }
 
 fn as_int(v: &Value) -> Option<i64> {
@@ -301,35 +281,36 @@ fn module_listed(v: &Value, name: &str) -> bool {
 
 #[async_trait]
 impl Backend for RedisBackend {
-    async fn run(&self, calls: &[Call]) -> Result<Vec<Reply>, BackendError> {
-        let mut pipe = redis::pipe();
-        for call in calls {
-            let (name, args) = call.algorithm.command(&call.key, call.cost);
-            pipe.cmd(name).arg(args);
-        }
-        let value = self.exec(Some(&pipe), None).await?;
-        let items = match value {
-            Value::Array(items) => items,
-            other => {
-                return Err(BackendError::Protocol(format!(
-                    "pipeline answered {other:?}"
-                )))
+    async fn limits(
+        &self,
+        key: &str,
+        cost: u64,
+        calls: &[LimitCall],
+    ) -> Result<LimitsReply, BackendError> {
+        let mut cmd = redis::cmd("RL.LIMITS");
+        cmd.arg(key).arg(cost);
+        for c in calls {
+            for w in c.words() {
+                cmd.arg(w.as_str());
             }
-        };
-        items
-            .iter()
-            .map(|v| {
-                parse_reply(v).ok_or_else(|| {
-                    BackendError::Protocol(format!("expected five integers, got {v:?}"))
-                })
-            })
-            .collect()
+        }
+        let v = self.exec(&cmd).await?;
+        parse_limits_reply(&v, calls.len())
+            .ok_or_else(|| BackendError::Protocol(format!("RL.LIMITS answered {v:?}")))
+    }
+
+    async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError> {
+        let (name, args) = single_command(quota, cost);
+        let mut cmd = redis::cmd(name);
+        cmd.arg(key).arg(args);
+        let v = self.exec(&cmd).await?;
+        parse_reply(&v).ok_or_else(|| BackendError::Protocol(format!("{name} answered {v:?}")))
     }
 
     async fn get_mode(&self) -> Result<SystemMode, BackendError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&self.mode_key);
-        let v = self.exec(None, Some(&cmd)).await?;
+        let v = self.exec(&cmd).await?;
         Ok(match as_text(&v) {
             Some(s) => SystemMode::parse_lenient(&s),
             None => SystemMode::Normal,
@@ -339,15 +320,32 @@ impl Backend for RedisBackend {
     async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&self.mode_key).arg(mode.as_str());
-        self.exec(None, Some(&cmd)).await.map(|_| ())
+        self.exec(&cmd).await.map(|_| ())
+    }
+
+    async fn exact_max_log(&self) -> Result<Option<u64>, BackendError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("ratelimit.exact-max-log");
+        let v = match self.exec(&cmd).await {
+            Ok(v) => v,
+            // NOPERM (ACL) or a refused CONFIG: fall back to the default.
+            Err(BackendError::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let value = match &v {
+            Value::Array(kv) => kv.get(1),
+            Value::Map(pairs) => pairs.first().map(|(_, v)| v),
+            _ => None,
+        };
+        Ok(value.and_then(as_text).and_then(|s| s.parse::<u64>().ok()))
     }
 
     async fn readiness(&self) -> Result<Readiness, BackendError> {
         let ping = redis::cmd("PING");
-        self.exec(None, Some(&ping)).await?;
+        self.exec(&ping).await?;
         let mut list = redis::cmd("MODULE");
         list.arg("LIST");
-        let v = self.exec(None, Some(&list)).await?;
+        let v = self.exec(&list).await?;
         Ok(Readiness {
             module_loaded: module_listed(&v, MODULE_NAME),
         })

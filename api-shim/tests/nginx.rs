@@ -46,7 +46,9 @@ fn render(prefix: &Path, listen: &str, app: &str, shims: &[u16]) -> PathBuf {
         .replace("@LISTEN@", listen)
         .replace("@APP_SERVER@", app)
         .replace("@SHIM_SERVERS@", &servers)
-        .replace("@LOCATIONS@", &locations.display().to_string());
+        .replace("@LOCATIONS@", &locations.display().to_string())
+        .replace("@WORKERS@", "1")
+        .replace("@CONN_PER_CLIENT@", "100");
     assert!(!conf.contains('@'), "unreplaced placeholder in template");
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, conf).expect("write nginx.conf");
@@ -102,6 +104,9 @@ impl Drop for NginxProc {
 }
 
 const SHIM_CONFIG: &str = r#"
+[raw]
+enabled = true
+key_prefix = "raw:"
 [identity]
 trusted_proxies = ["127.0.0.1"]
 [policies.api]
@@ -175,11 +180,10 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             );
             assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
             assert_eq!(header(&r, "x-ratelimit-remaining"), Some(want));
-            assert_eq!(
-                header(&r, "ratelimit-policy"),
-                Some("\"free.burst\";q=3;w=300")
-            );
+            assert_eq!(header(&r, "ratelimit-policy"), Some("\"burst\";q=3;w=300"));
             assert!(header(&r, "ratelimit").is_some());
+            assert_eq!(header(&r, "x-ratelimit-tier"), Some("free"));
+            assert_eq!(header(&r, "x-system-health"), Some("NORMAL"));
             assert_eq!(header(&r, "retry-after"), None);
             assert_eq!(r.text().await.expect("body"), "hello from app");
         }
@@ -196,7 +200,9 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             .and_then(|v| v.parse().ok())
             .expect("Retry-After in whole seconds");
         assert!((90..=100).contains(&retry), "{retry}");
-        assert!(r.text().await.expect("body").contains("\"status\":429"));
+        let body = r.text().await.expect("body");
+        assert!(body.contains("\"status\":429"), "{body}");
+        assert!(body.contains("quota-exceeded"), "{body}");
 
         // Nginx spread the subrequests over both shims.
         let (a, b) = (
@@ -219,6 +225,30 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             .await
             .expect("send");
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "admin is not public");
+        // Defect 1: the raw endpoints (even when a shim enables them), auth
+        // and metrics are never routed through the shipped config.
+        for path in [
+            "/ratelimit/v1/sliding/rl:%7Bapi:ip:127.0.0.1%7D?limit=5&window=600&cost=4",
+            "/ratelimit/v1/tokenbucket/x?capacity=1&rate=1",
+            "/ratelimit/v1/fixedwindow/x?limit=1&window=1",
+            "/ratelimit/v1/auth/api",
+            "/ratelimit/metrics",
+            "/ratelimit/admin/mode",
+        ] {
+            let r = http
+                .post(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path} is routed");
+            assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        }
+        let r = http
+            .post(format!("{base}/ratelimit/v1/check/api?cost=0"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "policy checks are public");
 
         // Redis outage: fail-closed shims make Nginx answer 503.
         redis.kill();
@@ -243,7 +273,149 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             assert!(Instant::now() < deadline, "no recovery: {}", r.status());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Every shim gone: a JSON 503, never a bare text 500.
+        drop(shim_a);
+        drop(shim_b);
+        for (method, path) in [
+            (reqwest::Method::GET, "/api/hello"),
+            (reqwest::Method::POST, "/ratelimit/v1/check/api"),
+            (reqwest::Method::GET, "/ratelimit/ready"),
+        ] {
+            let r = http
+                .request(method, format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(
+                r.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path}; nginx log: {}",
+                nginx.error_log()
+            );
+            assert_eq!(
+                header(&r, "content-type"),
+                Some("application/problem+json"),
+                "{path}"
+            );
+        }
         drop(nginx);
     })
     .await;
+}
+
+/// The `<!-- doctest -->` shell blocks of one section of a README, in order.
+fn doctest_blocks(readme: &str, section: &str) -> Vec<String> {
+    let start = readme.find(section).expect("section in README");
+    let rest = &readme[start + section.len()..];
+    let end = rest
+        .find("\n## ")
+        .or_else(|| rest.find("\n### "))
+        .unwrap_or(rest.len());
+    let mut blocks = vec![];
+    let mut lines = rest[..end].lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- doctest -->" {
+            continue;
+        }
+        let fence = lines.next().expect("a fenced block after the marker");
+        assert!(
+            fence.starts_with("```sh"),
+            "marker not followed by ```sh: {fence}"
+        );
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        blocks.push(body.join("\n"));
+    }
+    blocks
+}
+
+/// Stops what the README's blocks started if the test fails half-way.
+struct DemoGuard(PathBuf);
+
+impl Drop for DemoGuard {
+    fn drop(&mut self) {
+        let pid_of = |f: &str| std::fs::read_to_string(self.0.join(f)).ok();
+        for f in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".pid") {
+                if let Some(pid) = pid_of(&name) {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+        if let Some(pid) = pid_of("nginx/nginx.pid") {
+            let _ = Command::new("kill").args(["-QUIT", pid.trim()]).status();
+        }
+    }
+}
+
+/// Defect 10: the api-shim README's "Nginx in front" section, run as written
+/// (its blocks in order, through bash), on free ports with the debug build.
+#[test]
+fn readme_nginx_section_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("api-shim/README.md")).expect("README");
+    let blocks = doctest_blocks(&readme, "### Nginx in front");
+    assert_eq!(blocks.len(), 3, "start, try, stop");
+    let dir = TempDir::new("readme");
+    let _guard = DemoGuard(dir.0.clone());
+    let bin = Path::new(env!("CARGO_BIN_EXE_api-shim"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let nginx_dir = nginx_binary().parent().expect("nginx dir").to_owned();
+    let path = format!(
+        "{}:{}",
+        nginx_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let redis_port = free_port();
+    let env = [
+        ("RL_DEMO", dir.0.display().to_string()),
+        ("REDIS_PORT", redis_port.to_string()),
+        ("SHIM_PORT", free_port().to_string()),
+        ("SHIM2_PORT", free_port().to_string()),
+        ("APP_PORT", free_port().to_string()),
+        ("NGINX_PORT", free_port().to_string()),
+        ("BIN_DIR", bin.display().to_string()),
+        ("MODULE", common::module_path().display().to_string()),
+        ("PATH", path),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut outputs = vec![];
+    for (i, block) in blocks.iter().enumerate() {
+        let out = Command::new("timeout")
+            .args(["60", "bash", "-euo", "pipefail", "-c", block])
+            .current_dir(&root)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "block {i} failed ({}):\n{block}\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(stdout);
+    }
+    let tried = &outputs[1];
+    assert!(tried.contains("\"status\":\"ready\""), "{tried}");
+    assert!(tried.contains("HTTP/1.1 200 OK"), "{tried}");
+    assert!(tried.contains("hello from the app"), "{tried}");
+    assert!(
+        tried
+            .to_ascii_lowercase()
+            .contains("ratelimit-policy: \"burst\";q=10;w=10"),
+        "{tried}"
+    );
+    assert!(
+        tried.contains("HTTP/1.1 404"),
+        "raw endpoints not routed: {tried}"
+    );
+    // The stop block stopped Redis.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err());
 }

@@ -50,7 +50,7 @@ async fn allowed_requests_carry_headers_and_the_next_is_429_with_retry_after() {
         assert_eq!(retry, (retry_ms + 999) / 1000, "rounded up, never down");
 
         // The key is the one the module sees, usable from redis-cli.
-        let ty = redis.cmd(&["TYPE", "user:1"]).expect("TYPE");
+        let ty = redis.cmd(&["TYPE", "t:raw:user:1"]).expect("TYPE");
         assert_ne!(ty, "none", "the limiter key exists under the caller's name");
 
         // cost 0 inspects: no token is taken, the answer is still a decision.
@@ -81,8 +81,11 @@ async fn policy_checks_several_limits_on_one_slot() {
     bounded(60, async {
         let redis = RedisProc::start();
         let extra = r#"
+[identity]
+trusted_proxies = ["127.0.0.1"]
 [policies.api]
 identity_header = "X-User"
+identity_kind = "user"
 default_tier = "free"
 [policies.api.tiers.free]
 limits = [
@@ -120,31 +123,93 @@ limits = [
                 StatusCode::TOO_MANY_REQUESTS
             ]
         );
-        // Both limiter keys exist under one hash tag (one cluster slot).
+        // One key per identity holds every limit (RL.LIMITS).
         let keys = redis.cmd(&["KEYS", "rl:{api:*"]).expect("KEYS");
-        assert!(
-            keys.contains(":free:n:burst") && keys.contains(":free:n:hour"),
-            "{keys}"
-        );
-        let slot_a = redis.cmd(&["CLUSTER", "KEYSLOT", "rl:{api:h:x}:free:n:burst"]);
-        let slot_b = redis.cmd(&["CLUSTER", "KEYSLOT", "rl:{api:h:x}:free:n:hour"]);
-        // CLUSTER KEYSLOT works on non-cluster servers too.
-        assert_eq!(slot_a, slot_b);
-        // Documented semantics: the denied 4th request still took a token
-        // from "burst" (5 - 4 = 1 left), since all limits run in one pipeline.
+        assert!(keys.contains("\"rl:{api:u:"), "{keys}");
+        assert_eq!(redis.cmd(&["DBSIZE"]).expect("DBSIZE"), "int(1)", "one key");
+        // All or nothing: the denied 4th request took nothing from "burst"
+        // (5 - 3 = 2 left), so a denial by the hour never burns the burst.
         let r = http
-            .post(&url)
+            .post(format!("{url}?cost=0"))
             .header("x-user", "alice")
             .send()
             .await
             .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "cost 0 inspects");
+        assert!(
+            header(&r, "ratelimit").is_some_and(|v| v.starts_with("\"burst\";r=2;")),
+            "{:?}",
+            header(&r, "ratelimit")
+        );
         let body: serde_json::Value = r.json().await.expect("json");
-        let burst = body["limits"]
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x["name"] == "free.burst"))
-            .cloned()
-            .expect("burst limit reported");
-        assert_eq!(burst["remaining"], 0);
+        assert_eq!(body["limits"][0]["name"], "burst");
+        assert_eq!(body["limits"][0]["remaining"], 2, "{body}");
+        assert_eq!(body["limits"][1]["remaining"], 0, "{body}");
+    })
+    .await;
+}
+
+/// Defect 4: the module's real `WRONGTYPE` replies are classified by code
+/// (409), its real `ERR` replies reach the caller as 400 with its own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_errors_are_classified_by_their_code() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let extra = r#"
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 5, rate = 1 }]
+"#;
+        let shim = InProcessShim::start(config(&redis.url(), extra)).await;
+        let http = client();
+        // Another algorithm's state under the key: the module says WRONGTYPE.
+        let tb = shim.url("/v1/tokenbucket/k?capacity=5&rate=1");
+        assert_eq!(
+            http.post(&tb).send().await.expect("send").status(),
+            StatusCode::OK
+        );
+        let r = http
+            .post(shim.url("/v1/fixedwindow/k?limit=5&window=1"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        // Another Redis type under the key.
+        redis.cmd(&["SET", "t:raw:s", "x"]).expect("SET");
+        let r = http
+            .post(shim.url("/v1/sliding/s?limit=5&window=1"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        // A single command's state under a policy key: RL.LIMITS says WRONGTYPE.
+        redis
+            .cmd(&["RL.TOKENBUCKET", "rl:{api:ip:127.0.0.1}", "5", "1", "1"])
+            .expect("plant");
+        let r = http
+            .post(shim.url("/v1/check/api"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        // The server's exact-max-log shrank after start-up: the module's own
+        // refusal (ERR) is passed on as a 400 with its hint.
+        redis
+            .cmd(&["CONFIG", "SET", "ratelimit.exact-max-log", "10"])
+            .expect("CONFIG SET");
+        let r = http
+            .post(shim.url("/v1/sliding/e?limit=100&window=60"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = r.json().await.expect("json");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("exact-max-log") && !detail.starts_with("ERR"),
+            "{detail}"
+        );
     })
     .await;
 }
@@ -308,9 +373,12 @@ async fn a_thousand_users_each_get_exactly_their_capacity() {
     bounded(150, async {
         let redis = RedisProc::start();
         let extra = r#"
+[identity]
+trusted_proxies = ["127.0.0.1"]
 [policies.api]
 default_tier = "free"
 identity_header = "X-User"
+identity_kind = "user"
 [policies.api.tiers.free]
 limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 5, rate = 0.0001 }]
 "#;

@@ -66,14 +66,20 @@ fn policy(extra_top: &str, redis: &str) -> api_shim::config::Config {
     let text = format!(
         r#"listen = "127.0.0.1:0"
 {extra_top}
+[identity]
+trusted_proxies = ["127.0.0.1"]
 [policies.api]
 identity_header = "X-User"
+identity_kind = "user"
 default_tier = "free"
 [policies.api.tiers.free]
 limits = [
   {{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }},
   {{ name = "hour", algorithm = "fixedwindow", limit = 100, window = 3600 }},
 ]
+[raw]
+enabled = true
+key_prefix = "t:raw:"
 [redis]
 timeout_ms = {timeout_ms}
 {redis}
@@ -220,7 +226,7 @@ async fn sentinel_names_the_master() {
         assert!(master
             .cmd(&["KEYS", "rl:{api:*"])
             .expect("KEYS")
-            .contains("burst"));
+            .contains("rl:{api:u:"));
     })
     .await;
 }

@@ -178,17 +178,21 @@ impl Drop for RedisProc {
     }
 }
 
+/// The prefix tests put raw-endpoint keys under.
+pub const RAW_PREFIX: &str = "t:raw:";
+
 /// Redis command timeout for test shims. A debug build sharing two loaded
 /// cores with Redis, other tests and hundreds of client connections can take
 /// far longer than a production timeout for one reply; a short one turns load
 /// into 503s. Outages still answer fast: a killed server refuses connections.
 pub const TEST_REDIS_TIMEOUT_MS: u64 = 10_000;
 
-/// Configuration for tests, pointing at `redis_url`; `extra` is TOML whose
-/// top-level keys come before its tables.
+/// Configuration for tests, pointing at `redis_url`, with the raw endpoints
+/// enabled under [`RAW_PREFIX`]; `extra` is TOML whose top-level keys come
+/// before its tables.
 pub fn config(redis_url: &str, extra: &str) -> Config {
     let text = format!(
-        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = {TEST_REDIS_TIMEOUT_MS}\n"
+        "listen = \"127.0.0.1:0\"\n{extra}\n[redis]\nurl = \"{redis_url}\"\ntimeout_ms = {TEST_REDIS_TIMEOUT_MS}\n[raw]\nenabled = true\nkey_prefix = \"{RAW_PREFIX}\"\n"
     );
     Config::from_toml(&text, |_| None).expect("test config is valid")
 }
@@ -239,6 +243,8 @@ impl Drop for InProcessShim {
 pub struct ShimProc {
     child: Child,
     pub port: u16,
+    /// The configuration file it was started with (rewrite it, then SIGHUP).
+    pub config_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -260,10 +266,18 @@ impl ShimProc {
         let s = ShimProc {
             child,
             port,
+            config_path: path,
             _dir: dir,
         };
         wait_http(&format!("http://127.0.0.1:{port}/health"));
         s
+    }
+}
+
+impl ShimProc {
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

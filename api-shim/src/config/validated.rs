@@ -1,0 +1,644 @@
+//! The validated configuration: values that passed every check, in the shapes
+//! the request path uses. Every error names the field it is about.
+//!
+//! Limits go through the module's own grammar (`rl_grammar`): a limit the
+//! module would refuse never reaches a running shim.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use ipnet::IpNet;
+use rl_grammar::{LimitSpec, Quota, QuotaError, TokenBucketQuota, WindowQuota};
+
+use super::raw::{Number, RawConfig, RawLimit, RawTier};
+use super::ConfigError;
+use crate::backend::SystemMode;
+
+/// Largest integer a structured header field can carry (RFC 9651: 15 digits).
+/// Counts above it could not be reported in `RateLimit-Policy`, so they are
+/// refused where they enter (configuration, raw endpoint parameters).
+pub const MAX_HEADER_INT: u64 = 999_999_999_999_999;
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisTarget {
+    Standalone(String),
+    Cluster(Vec<String>),
+    Sentinel { master: String, nodes: Vec<String> },
+}
+
+/// What the identity header (or, later, query parameter) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// An API key looked up in `[api_keys]`; unknown keys count as the client
+    /// address (or are refused), so a fresh key per request gains nothing.
+    ApiKey,
+    /// A user id set by a trusted upstream: every value is its own identity,
+    /// believed only when the peer is in `identity.trusted_proxies`.
+    User,
+}
+
+/// One limit as sent in `RL.LIMITS`: the display name and the spec (which
+/// carries the same name as `NAME`), walked once at load time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitCall {
+    pub name: String,
+    spec: LimitSpec,
+    /// `spec.args()`, rendered once at load time (the hot path only copies).
+    words: Vec<String>,
+}
+
+impl LimitCall {
+    pub fn new(name: String, spec: LimitSpec) -> LimitCall {
+        let words = spec.args();
+        LimitCall { name, spec, words }
+    }
+
+    /// The spec's words in `RL.LIMITS`: `NAME n ALGO params [SHADOW]`.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    pub fn quota(&self) -> &Quota {
+        &self.spec.quota
+    }
+
+    pub fn shadow(&self) -> bool {
+        self.spec.shadow
+    }
+}
+
+/// One tier with the calls of each mode, built once at load time.
+///
+/// Both lists name the same limits in the same order: NORMAL sends names that
+/// only `degraded_limits` define as `SHADOW`, DEGRADED sends the overrides in
+/// place of the limits they name. So a mode switch keeps every stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub name: String,
+    pub normal: Vec<LimitCall>,
+    pub degraded: Vec<LimitCall>,
+}
+
+impl Tier {
+    pub fn calls(&self, mode: SystemMode) -> &[LimitCall] {
+        match mode {
+            SystemMode::Normal => &self.normal,
+            SystemMode::Degraded => &self.degraded,
+        }
+    }
+}
+
+/// A policy served by `/v1/check/{policy}` and `/v1/auth/{policy}`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// Identity header; `None` means "client address".
+    pub identity_header: Option<HeaderName>,
+    pub identity_kind: IdentityKind,
+    pub default_tier: String,
+    pub reject_unknown_keys: bool,
+    pub tiers: HashMap<String, Tier>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub redis: RedisTarget,
+    /// Budget of one whole decision (mode read included): an outage must turn
+    /// into a 503 within this, not after TCP's minutes-long retries.
+    pub redis_timeout: Duration,
+    pub fail_open: bool,
+    /// How long a shim trusts its copy of the NORMAL/DEGRADED flag.
+    pub mode_cache: Duration,
+    pub mode_key: String,
+    pub header_read_timeout: Duration,
+    /// `None`: only SIGHUP reloads.
+    pub reload_interval: Option<Duration>,
+    pub raw_enabled: bool,
+    pub raw_key_prefix: String,
+    pub key_prefix: String,
+    pub admin_token: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub api_keys: HashMap<String, String>,
+    pub policies: HashMap<String, Policy>,
+    /// The `ratelimit.exact-max-log` this configuration was checked against.
+    pub exact_max_log: u64,
+}
+
+impl Config {
+    /// The one key of an identity under a policy: every limit of every mode
+    /// lives in it, under one hash tag (one cluster slot).
+    pub fn policy_key(&self, policy: &str, identity: &str) -> String {
+        format!("{}{{{policy}:{identity}}}", self.key_prefix)
+    }
+
+    /// Is `peer` one of our trusted proxies?
+    pub fn is_trusted(&self, peer: &IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(peer))
+    }
+}
+
+// ---------------------------------------------------------------- limits
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// The grammar's message without its Redis code, after the field path.
+fn grammar_err(path: &str, e: String) -> ConfigError {
+    let msg = e.strip_prefix("ERR ").unwrap_or(&e);
+    ConfigError(format!("{path}: {msg}"))
+}
+
+/// A count (capacity/limit) through the module's grammar, then the header cap.
+pub fn count(name: &str, text: &[u8]) -> Result<u64, String> {
+    let v = rl_grammar::parse_count(name, text, 1)?;
+    if v > MAX_HEADER_INT {
+        return Err(format!(
+            "ERR {name} must be at most {MAX_HEADER_INT} (it must fit a structured header field)"
+        ));
+    }
+    Ok(v)
+}
+
+/// A quota constructor's refusal in the module's words.
+pub fn quota_err(e: QuotaError) -> String {
+    let field = match e {
+        QuotaError::Limit => "limit",
+        QuotaError::Rate => "rate",
+        QuotaError::Window => "window",
+    };
+    format!("ERR {field} {e}")
+}
+
+/// `exact` (default) or `approx`, case-insensitive, as the module takes it.
+pub fn sliding(window: WindowQuota, mode: Option<&[u8]>) -> Result<Quota, String> {
+    match mode {
+        None => Ok(Quota::SlidingExact(window)),
+        Some(m) if m.eq_ignore_ascii_case(b"exact") => Ok(Quota::SlidingExact(window)),
+        Some(m) if m.eq_ignore_ascii_case(b"approx") => Ok(Quota::SlidingApprox(window)),
+        Some(m) => Err(format!(
+            "ERR mode must be exact or approx, got `{}`",
+            String::from_utf8_lossy(m)
+        )),
+    }
+}
+
+/// Same algorithm (EXACT and APPROX differ: the module would start fresh).
+fn same_kind(a: &Quota, b: &Quota) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+fn build_limit(path: &str, raw: &RawLimit, max_log: u64) -> Result<LimitCall, ConfigError> {
+    if !is_name(&raw.name) {
+        return err(format!(
+            "{path}.name must be 1-64 characters of [A-Za-z0-9_.-], got `{}`",
+            raw.name
+        ));
+    }
+    let need = |field: &str, v: &Option<Number>| -> Result<String, ConfigError> {
+        v.as_ref().map(Number::text).ok_or_else(|| {
+            ConfigError(format!(
+                "{path}.{field} is required for `{}`",
+                raw.algorithm
+            ))
+        })
+    };
+    let forbid = |field: &str, present: bool| -> Result<(), ConfigError> {
+        if present {
+            err(format!(
+                "{path}.{field} does not apply to `{}`",
+                raw.algorithm
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let (first, second, fields) = match raw.algorithm.as_str() {
+        "tokenbucket" => {
+            forbid("limit", raw.limit.is_some())?;
+            forbid("window", raw.window.is_some())?;
+            forbid("mode", raw.mode.is_some())?;
+            (
+                need("capacity", &raw.capacity)?,
+                need("rate", &raw.rate)?,
+                ["capacity", "rate"],
+            )
+        }
+        "fixedwindow" | "sliding" => {
+            forbid("capacity", raw.capacity.is_some())?;
+            forbid("rate", raw.rate.is_some())?;
+            if raw.algorithm == "fixedwindow" {
+                forbid("mode", raw.mode.is_some())?;
+            }
+            (
+                need("limit", &raw.limit)?,
+                need("window", &raw.window)?,
+                ["limit", "window"],
+            )
+        }
+        other => {
+            return err(format!(
+                "{path}.algorithm must be `tokenbucket`, `fixedwindow` or `sliding`, got `{other}`"
+            ))
+        }
+    };
+    // Each parameter on its own, so the message names the right field.
+    let at = |field: &'static str| move |e: String| grammar_err(&format!("{path}.{field}"), e);
+    let q = if raw.algorithm == "tokenbucket" {
+        let capacity = count("capacity", first.as_bytes()).map_err(at(fields[0]))?;
+        let rate = rl_grammar::parse_rate(second.as_bytes()).map_err(at(fields[1]))?;
+        Quota::TokenBucket(
+            TokenBucketQuota::new(capacity, rate).map_err(|e| at(fields[1])(quota_err(e)))?,
+        )
+    } else {
+        let limit = count("limit", first.as_bytes()).map_err(at(fields[0]))?;
+        let window = rl_grammar::parse_window_ms(second.as_bytes()).map_err(at(fields[1]))?;
+        let w = WindowQuota::new(limit, window).map_err(|e| at(fields[1])(quota_err(e)))?;
+        if raw.algorithm == "fixedwindow" {
+            Quota::FixedWindow(w)
+        } else {
+            sliding(w, raw.mode.as_deref().map(str::as_bytes)).map_err(at("mode"))?
+        }
+    };
+    q.check_exact_log(max_log)
+        .map_err(|e| grammar_err(&format!("{path}.limit"), e))?;
+    Ok(LimitCall::new(
+        raw.name.clone(),
+        LimitSpec {
+            name: Some(raw.name.clone().into_bytes()),
+            quota: q,
+            cost: None,
+            shadow: raw.shadow,
+        },
+    ))
+}
+
+fn build_list(path: &str, raws: &[RawLimit], max_log: u64) -> Result<Vec<LimitCall>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let l = build_limit(&format!("{path}[{i}]"), raw, max_log)?;
+        if !seen.insert(l.name.clone()) {
+            return err(format!("{path}[{i}].name `{}` is used twice", l.name));
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn shadowed(c: &LimitCall) -> LimitCall {
+    let mut spec = c.spec.clone();
+    spec.shadow = true;
+    LimitCall::new(c.name.clone(), spec)
+}
+
+fn build_tier(path: &str, name: &str, rt: &RawTier, max_log: u64) -> Result<Tier, ConfigError> {
+    if rt.limits.is_empty() {
+        return err(format!("{path}.limits must define at least one limit"));
+    }
+    let normal = build_list(&format!("{path}.limits"), &rt.limits, max_log)?;
+    let degraded = match &rt.degraded_limits {
+        Some(d) => build_list(&format!("{path}.degraded_limits"), d, max_log)?,
+        None => Vec::new(),
+    };
+    let mut normal_calls = normal.clone();
+    let mut degraded_calls = Vec::with_capacity(normal.len() + degraded.len());
+    for n in &normal {
+        match degraded.iter().position(|d| d.name == n.name) {
+            Some(i) => {
+                let d = degraded.get(i).cloned().unwrap_or_else(|| n.clone());
+                if !same_kind(n.quota(), d.quota()) {
+                    return err(format!(
+                        "{path}.degraded_limits[{i}]: `{}` must keep the algorithm it has in `limits` \
+                         (a limit's name keeps its algorithm across modes, so its state carries over)",
+                        n.name
+                    ));
+                }
+                degraded_calls.push(d);
+            }
+            None => degraded_calls.push(n.clone()),
+        }
+    }
+    for d in &degraded {
+        if !normal.iter().any(|n| n.name == d.name) {
+            normal_calls.push(shadowed(d));
+            degraded_calls.push(d.clone());
+        }
+    }
+    if normal_calls.len() > rl_grammar::MAX_LIMITS {
+        return err(format!(
+            "{path}: {} limits in one tier; RL.LIMITS takes at most {}",
+            normal_calls.len(),
+            rl_grammar::MAX_LIMITS
+        ));
+    }
+    Ok(Tier {
+        name: name.to_owned(),
+        normal: normal_calls,
+        degraded: degraded_calls,
+    })
+}
+
+// ---------------------------------------------------------------- the rest
+
+fn parse_net(path: &str, s: &str) -> Result<IpNet, ConfigError> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Ok(IpNet::from(ip)),
+        Err(_) => err(format!(
+            "{path}: `{s}` is neither an IP address nor a CIDR block"
+        )),
+    }
+}
+
+fn check_redis_url(path: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("redis://") || url.starts_with("unix://") {
+        Ok(())
+    } else if url.starts_with("rediss://") {
+        err(format!(
+            "{path}: `rediss://` (TLS) is not supported by this build; use redis:// on a trusted network"
+        ))
+    } else {
+        err(format!(
+            "{path}: `{url}` must start with redis:// or unix://"
+        ))
+    }
+}
+
+/// Proves the raw endpoints' key space disjoint from the policy keys and the
+/// mode key: raw keys are `raw_prefix + anything`, policy keys
+/// `key_prefix + "{" + …`, so neither prefix may be a prefix of the other.
+fn check_disjoint(raw_prefix: &str, key_prefix: &str, mode_key: &str) -> Result<(), ConfigError> {
+    let policy_space = format!("{key_prefix}{{");
+    if raw_prefix.is_empty() {
+        return err("raw.key_prefix must not be empty while raw.enabled = true (raw keys would share the policy keys' namespace)");
+    }
+    if policy_space.starts_with(raw_prefix) || raw_prefix.starts_with(&policy_space) {
+        return err(format!(
+            "raw.key_prefix `{raw_prefix}` overlaps the policy keys (`{policy_space}…`): choose a prefix neither starts the other"
+        ));
+    }
+    if mode_key.starts_with(raw_prefix) {
+        return err(format!(
+            "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}`"
+        ));
+    }
+    Ok(())
+}
+
+/// API keys from their own file: a JSON or TOML object `"key": "tier"`.
+pub fn read_api_keys_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "api_keys_file: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if json {
+        serde_json::from_str(&text)
+            .map_err(|e| ConfigError(format!("api_keys_file {}: {e}", path.display())))
+    } else {
+        toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("api_keys_file {}: {e}", path.display())))
+    }
+}
+
+/// Last four characters of a secret, for messages that must not print it.
+fn key_suffix(key: &str) -> String {
+    let n = key.chars().count();
+    key.chars().skip(n.saturating_sub(4)).collect()
+}
+
+/// Checks everything and builds the [`Config`]. `base_dir` resolves a relative
+/// `api_keys_file`; `max_log` is the server's `ratelimit.exact-max-log`.
+pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config, ConfigError> {
+    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        ConfigError(format!(
+            "listen: `{listen_s}` is not an address like 0.0.0.0:8080"
+        ))
+    })?;
+
+    let redis = match (raw.redis.url, raw.redis.cluster, raw.redis.sentinel) {
+        (Some(url), None, None) => {
+            check_redis_url("redis.url", &url)?;
+            RedisTarget::Standalone(url)
+        }
+        (None, Some(nodes), None) => {
+            if nodes.is_empty() {
+                return err("redis.cluster must list at least one seed node");
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                check_redis_url(&format!("redis.cluster[{i}]"), n)?;
+            }
+            RedisTarget::Cluster(nodes)
+        }
+        (None, None, Some(s)) => {
+            if s.master.is_empty() {
+                return err("redis.sentinel.master must not be empty");
+            }
+            if s.nodes.is_empty() {
+                return err("redis.sentinel.nodes must list at least one sentinel");
+            }
+            for (i, n) in s.nodes.iter().enumerate() {
+                check_redis_url(&format!("redis.sentinel.nodes[{i}]"), n)?;
+            }
+            RedisTarget::Sentinel {
+                master: s.master,
+                nodes: s.nodes,
+            }
+        }
+        (None, None, None) => RedisTarget::Standalone("redis://127.0.0.1:6379".to_owned()),
+        _ => return err("redis: set only one of `url`, `cluster`, `sentinel`"),
+    };
+
+    let timeout_ms = raw.redis.timeout_ms.unwrap_or(250);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return err("redis.timeout_ms must be between 1 and 60000");
+    }
+    let mode_cache_ms = raw.mode_cache_ms.unwrap_or(1_000);
+    if mode_cache_ms > 60_000 {
+        return err("mode_cache_ms must be at most 60000");
+    }
+    let header_ms = raw.http.header_read_timeout_ms.unwrap_or(5_000);
+    if !(10..=120_000).contains(&header_ms) {
+        return err("http.header_read_timeout_ms must be between 10 and 120000");
+    }
+    let reload_interval = match raw.reload_interval_ms.unwrap_or(0) {
+        0 => None,
+        ms if ms < 100 => return err("reload_interval_ms must be 0 (off) or at least 100"),
+        ms => Some(Duration::from_millis(ms)),
+    };
+
+    let trusted_proxies = raw
+        .identity
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_net(&format!("identity.trusted_proxies[{i}]"), s))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if let Some(t) = &raw.admin.token {
+        // A short token is guessable; refuse rather than run with it.
+        if t.len() < 16 {
+            return err("admin.token must be at least 16 characters (or unset to disable /admin)");
+        }
+    }
+
+    let mut policies = HashMap::new();
+    for (pname, rp) in &raw.policies {
+        let path = format!("policies.{pname}");
+        if !is_name(pname) {
+            return err(format!("{path}: policy names must be [A-Za-z0-9_.-]"));
+        }
+        let identity_header = match &rp.identity_header {
+            Some(h) => Some(HeaderName::try_from(h.as_str()).map_err(|_| {
+                ConfigError(format!(
+                    "{path}.identity_header: `{h}` is not a header name"
+                ))
+            })?),
+            None => None,
+        };
+        let identity_kind = match rp.identity_kind.as_deref() {
+            None | Some("api_key") => IdentityKind::ApiKey,
+            Some("user") => IdentityKind::User,
+            Some(other) => {
+                return err(format!(
+                    "{path}.identity_kind must be `api_key` or `user`, got `{other}`"
+                ))
+            }
+        };
+        if identity_kind == IdentityKind::User {
+            if identity_header.is_none() {
+                return err(format!(
+                    "{path}.identity_kind = \"user\" needs identity_header"
+                ));
+            }
+            if trusted_proxies.is_empty() {
+                return err(format!(
+                    "{path}.identity_kind = \"user\" needs identity.trusted_proxies: a user id is believed only from them"
+                ));
+            }
+            if rp.reject_unknown_keys {
+                return err(format!(
+                    "{path}.reject_unknown_keys applies to identity_kind = \"api_key\" only"
+                ));
+            }
+        }
+        if rp.tiers.is_empty() {
+            return err(format!("{path}.tiers must define at least one tier"));
+        }
+        let mut tiers = HashMap::new();
+        for (tname, rt) in &rp.tiers {
+            let tpath = format!("{path}.tiers.{tname}");
+            if !is_name(tname) {
+                return err(format!("{tpath}: tier names must be [A-Za-z0-9_.-]"));
+            }
+            tiers.insert(tname.clone(), build_tier(&tpath, tname, rt, max_log)?);
+        }
+        if !tiers.contains_key(&rp.default_tier) {
+            return err(format!(
+                "{path}.default_tier `{}` is not one of its tiers",
+                rp.default_tier
+            ));
+        }
+        if rp.reject_unknown_keys && identity_header.is_none() {
+            return err(format!(
+                "{path}.reject_unknown_keys needs identity_header to be set"
+            ));
+        }
+        policies.insert(
+            pname.clone(),
+            Policy {
+                name: pname.clone(),
+                identity_header,
+                identity_kind,
+                default_tier: rp.default_tier.clone(),
+                reject_unknown_keys: rp.reject_unknown_keys,
+                tiers,
+            },
+        );
+    }
+
+    let mut api_keys = raw.api_keys;
+    if let Some(file) = &raw.api_keys_file {
+        let p = base_dir.join(file);
+        for (k, t) in read_api_keys_file(&p)? {
+            if api_keys.contains_key(&k) {
+                return err(format!(
+                    "api_keys_file: the key ending in `{}` is also in [api_keys]",
+                    key_suffix(&k)
+                ));
+            }
+            api_keys.insert(k, t);
+        }
+    }
+    for (key, tier) in &api_keys {
+        if key.is_empty() {
+            return err("api_keys: empty key");
+        }
+        // A tier that no policy defines is almost always a typo.
+        if !policies.values().any(|p| p.tiers.contains_key(tier)) {
+            return err(format!(
+                "api_keys: the key ending in `{}` maps to tier `{tier}`, which no policy defines",
+                key_suffix(key)
+            ));
+        }
+    }
+
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "rl:".to_owned());
+    if key_prefix.contains('{') || key_prefix.contains('}') {
+        // A brace in the prefix would become the hash tag and put every
+        // identity in one cluster slot.
+        return err("key_prefix must not contain `{` or `}`");
+    }
+    let mode_key = raw
+        .redis
+        .mode_key
+        .unwrap_or_else(|| "ratelimit:shim:mode".to_owned());
+    if mode_key.starts_with(&format!("{key_prefix}{{")) {
+        return err("redis.mode_key must not look like a policy key");
+    }
+    let raw_enabled = raw.raw.enabled.unwrap_or(false);
+    let raw_key_prefix = raw.raw.key_prefix.unwrap_or_else(|| "raw:".to_owned());
+    if raw_enabled {
+        check_disjoint(&raw_key_prefix, &key_prefix, &mode_key)?;
+    }
+
+    Ok(Config {
+        listen,
+        redis,
+        redis_timeout: Duration::from_millis(timeout_ms),
+        fail_open: raw.fail_open.unwrap_or(false),
+        mode_cache: Duration::from_millis(mode_cache_ms),
+        mode_key,
+        header_read_timeout: Duration::from_millis(header_ms),
+        reload_interval,
+        raw_enabled,
+        raw_key_prefix,
+        key_prefix,
+        admin_token: raw.admin.token,
+        trusted_proxies,
+        api_keys: api_keys.into_iter().collect(),
+        policies,
+        exact_max_log: max_log,
+    })
+}

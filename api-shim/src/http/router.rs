@@ -1,0 +1,92 @@
+//! The route table, [`app`], and the edge middleware.
+//!
+//! [`route_table`] is the one list of routes: [`app`] is built from it and the
+//! OpenAPI test compares it with `openapi.json`, so neither can drift.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post, MethodRouter};
+use axum::Router;
+use serde_json::json;
+
+use super::{admin, check, ops, raw, AppState};
+use crate::error::{problem, ApiError, ErrorCause, Outcome};
+
+/// Every route: path and its method router.
+pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/v1/tokenbucket/{key}", post(raw::tokenbucket)),
+        ("/v1/fixedwindow/{key}", post(raw::fixedwindow)),
+        ("/v1/sliding/{key}", post(raw::sliding_window)),
+        ("/v1/check/{policy}", post(check::check)),
+        // auth_request subrequests keep the original method, so accept any.
+        ("/v1/auth/{policy}", any(check::auth)),
+        (
+            "/admin/mode",
+            get(admin::get_mode)
+                .put(admin::set_mode)
+                .post(admin::set_mode),
+        ),
+        ("/health", get(ops::health)),
+        ("/ready", get(ops::ready)),
+        ("/metrics", get(ops::metrics)),
+        ("/openapi.json", get(ops::openapi)),
+    ]
+}
+
+/// The decision endpoint a matched route belongs to (metrics label).
+fn endpoint(path: &str) -> Option<&'static str> {
+    match path {
+        "/v1/check/{policy}" => Some("check"),
+        "/v1/auth/{policy}" => Some("auth"),
+        "/v1/tokenbucket/{key}" | "/v1/fixedwindow/{key}" | "/v1/sliding/{key}" => Some("raw"),
+        _ => None,
+    }
+}
+
+/// The edge: counts decisions by endpoint and outcome, and logs the internal
+/// cause of an error answer (which is never sent).
+async fn edge(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let ep = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| endpoint(m.as_str()));
+    let mut resp = next.run(req).await;
+    let cause = resp.extensions_mut().remove::<ErrorCause>();
+    let outcome = resp.extensions_mut().remove::<Outcome>();
+    if let Some(ErrorCause(c)) = &cause {
+        let status = resp.status().as_u16();
+        let endpoint = ep.unwrap_or("other");
+        if resp.status().is_server_error() || status == 403 {
+            tracing::warn!(endpoint, status, cause = %c, "request failed");
+        } else {
+            tracing::info!(endpoint, status, cause = %c, "request refused");
+        }
+    }
+    if let (Some(ep), Some(Outcome(o))) = (ep, outcome) {
+        st.metrics.decision(ep, o);
+    }
+    resp
+}
+
+/// Builds the service.
+pub fn app(state: AppState) -> Router {
+    let mut r = Router::new();
+    for (path, method) in route_table() {
+        r = r.route(path, method);
+    }
+    r.fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "about:blank",
+                "method not allowed on this endpoint (see /openapi.json)",
+                json!({}),
+                HeaderMap::new(),
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
