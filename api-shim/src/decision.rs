@@ -67,14 +67,6 @@ pub const X_RATELIMIT_ERROR: HeaderName = HeaderName::from_static("x-ratelimit-e
 /// `fail_open = true`.
 pub const X_RATELIMIT_FAIL_OPEN: HeaderName = HeaderName::from_static("x-ratelimit-fail-open");
 
-/// The quota `q` of a limit.
-pub fn quota_units(q: &Quota) -> u64 {
-    match q {
-        Quota::TokenBucket(t) => t.capacity(),
-        Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => w.limit(),
-    }
-}
-
 /// The window `w` in whole seconds, rounded up. A token bucket has no window;
 /// it reports the time an empty bucket takes to refill completely.
 pub fn window_secs(q: &Quota) -> u64 {
@@ -128,7 +120,7 @@ pub fn policy_header<'a>(limits: impl IntoIterator<Item = (&'a str, &'a Quota)>)
     value(sf_list(limits.into_iter().map(|(name, q)| {
         (
             name,
-            [("q", sf_int(quota_units(q))), ("w", sf_int(window_secs(q)))],
+            [("q", sf_int(q.limit())), ("w", sf_int(window_secs(q)))],
         )
     })))
 }
