@@ -31,5 +31,5 @@ if [ -f api-shim/Cargo.toml ] && grep -q '^axum' api-shim/Cargo.toml; then
     SHIM_REDIS_URL="redis://127.0.0.1:$PORT/" SHIM_LISTEN="127.0.0.1:$SHIM_PORT" \
         nohup target/release/api-shim api-shim/config.example.toml >run/shim.log 2>&1 &
     echo $! >run/shim.pid
-    echo "HTTP shim: curl -i -X POST 'http://127.0.0.1:$SHIM_PORT/v1/tokenbucket/user:1?capacity=10&rate=1&cost=1'"
+    echo "HTTP shim: curl -i -X POST http://127.0.0.1:$SHIM_PORT/v1/check/api -H 'X-API-Key: demo-pro-key-0001'"
 fi
