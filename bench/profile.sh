@@ -16,7 +16,14 @@
 # parsing, the command) and inside the command's handler.
 #
 # Workloads: incr tokenbucket fixedwindow sliding-exact sliding-approx throttle
-#            lua-tokenbucket
+#            limits-1 limits-2 limits-4 (RL.LIMITS with 1, 2 and 4 limits) lua-tokenbucket
+#            cell (redis-cell's CL.THROTTLE, the direct peer: needs REDIS_CELL_SO)
+# The peer: REDIS_CELL_SO=/path/to/libredis_cell.so, built from redis-cell's
+#   public source outside this repository (cargo build --release there). Its
+#   server loads only redis-cell (both modules define CL.THROTTLE). Without it
+#   the cell workload is skipped with a line saying so. The summary gives each
+#   command's whole-server instructions per call as a ratio to INCR and to
+#   redis-cell's CL.THROTTLE, measured in the same run.
 # Environment: PROFILE_N (default 200000), PROFILE_WORKLOADS (default
 #   "tokenbucket incr"), PROFILE_MODULE (default target/release/libredis_ratelimit.so),
 #   PROFILE_KEEP=dir (keep the callgrind.out.* files there), BENCH_BUILD=0
@@ -32,7 +39,8 @@ export LC_ALL=C
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 N=${PROFILE_N:-200000}
-WORKLOADS=${PROFILE_WORKLOADS:-tokenbucket incr}
+WORKLOADS=${PROFILE_WORKLOADS:-tokenbucket cell incr}
+CELL_SO=${REDIS_CELL_SO:-}
 MODULE=${PROFILE_MODULE:-$ROOT/target/release/libredis_ratelimit.so}
 RANGE=100000
 
@@ -71,11 +79,18 @@ workload() {
         sliding-exact) echo "RL.SLIDING EXACT|rl.sliding|RedisModuleCommandDispatcher|RL.SLIDING __rand_int__ 1000 3600 1 EXACT" ;;
         sliding-approx) echo "RL.SLIDING APPROX|rl.sliding|RedisModuleCommandDispatcher|RL.SLIDING __rand_int__ 1000000 3600 1 APPROX" ;;
         throttle) echo "CL.THROTTLE|cl.throttle|RedisModuleCommandDispatcher|CL.THROTTLE __rand_int__ 999999 1 100 1" ;;
+        limits-1) echo "RL.LIMITS, 1 limit|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 TOKENBUCKET 1000000 0.01" ;;
+        limits-2) echo "RL.LIMITS, 2 limits|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400" ;;
+        limits-4) echo "RL.LIMITS, 4 limits|rl.limits|RedisModuleCommandDispatcher|RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400 NAME min SLIDING 1000000 60 APPROX NAME hour FIXEDWINDOW 1000000 3600" ;;
         lua-tokenbucket) echo "Lua token bucket|evalsha|evalShaCommand|EVALSHA @TB 1 __rand_int__ 1000000 0.01 1" ;;
-        *) die "unknown workload '$1' (incr tokenbucket fixedwindow sliding-exact sliding-approx throttle lua-tokenbucket)" ;;
+        cell) echo "redis-cell CL.THROTTLE (peer)|cl.throttle|RedisModuleCommandDispatcher|CL.THROTTLE __rand_int__ 999999 1 100 1" ;;
+        *) die "unknown workload '$1' (incr tokenbucket fixedwindow sliding-exact sliding-approx throttle limits-1 limits-2 limits-4 lua-tokenbucket cell)" ;;
     esac
 }
 for w in $WORKLOADS; do workload "$w" >/dev/null; done
+if [ -n "$CELL_SO" ] && [ ! -f "$CELL_SO" ]; then
+    die "REDIS_CELL_SO=$CELL_SO does not exist"
+fi
 
 # Inclusive Ir of one function from callgrind_annotate --inclusive=yes output.
 incl_ir() { # annotate-output function
@@ -109,7 +124,15 @@ profile_one() {
     local w=$1 spec label stat handler cmd
     spec=$(workload "$w")
     IFS='|' read -r label stat handler cmd <<<"$spec"
-    local port out ann
+    local port out ann module=$MODULE loaded=ratelimit
+    if [ "$w" = cell ]; then
+        if [ -z "$CELL_SO" ]; then
+            echo "profile: skipped: redis-cell rows (set REDIS_CELL_SO=/path/to/libredis_cell.so, built from its public source)" >&2
+            return 0
+        fi
+        module=$CELL_SO
+        loaded=redis-cell
+    fi
     port=$(free_port)
     out=$WORK/callgrind.out.$w
     ann=$WORK/annotate.$w
@@ -118,7 +141,7 @@ profile_one() {
     "${SERVER_PIN[@]}" valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$out" --log-file="$WORK/valgrind.$w.log" \
         redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$WORK" --logfile "$WORK/redis.log" --loadmodule "$MODULE" &
+        --dir "$WORK" --logfile "$WORK/redis.log" --loadmodule "$module" &
     SERVER_PID=$!
     local i ready=0
     for i in $(seq 300); do
@@ -130,7 +153,7 @@ profile_one() {
         sleep 0.2
     done
     [ "$ready" = 1 ] || die "redis-server under valgrind did not start; $(tail -3 "$WORK/valgrind.$w.log" "$WORK/redis.log" 2>/dev/null)"
-    redis-cli -p "$port" module list | grep -q ratelimit || die "module not loaded"
+    redis-cli -p "$port" module list | grep -q "$loaded" || die "module $loaded not loaded"
 
     local args
     read -ra args <<<"$cmd"
@@ -180,7 +203,7 @@ profile_one() {
     pc=$(incl_ir "$ann" processCommand)
     call=$(incl_ir "$ann" call)
     hd=$(incl_ir "$ann" "$handler")
-    SUMMARY+=("$label|$calls|$total|$pc|$call|$hd|$handler")
+    SUMMARY+=("$label|$calls|$total|$pc|$call|$hd|$handler|$w")
     if [ -n "${PROFILE_KEEP:-}" ]; then
         mkdir -p "$PROFILE_KEEP"
         cp "$out" "$PROFILE_KEEP/"
@@ -193,12 +216,22 @@ per() { awk -v a="$1" -v n="$2" 'BEGIN { if (a != "" && n > 0) printf "%.0f", a 
 echo
 echo "=== instructions (Ir) per call, collection limited to the redis-benchmark run ==="
 echo
-echo "| command | calls | whole server Ir/call | processCommand Ir/call | call() Ir/call | handler Ir/call | handler |"
-echo "|---|---:|---:|---:|---:|---:|---|"
+# Whole-server Ir per call of the yardsticks, for the ratio columns.
+INCR_PER="" CELL_PER=""
 for row in "${SUMMARY[@]}"; do
-    IFS='|' read -r label calls total pc call hd handler <<<"$row"
-    echo "| $label | $calls | $(per "$total" "$calls") | $(per "$pc" "$calls") | $(per "$call" "$calls") | $(per "$hd" "$calls") | \`$handler\` |"
+    IFS='|' read -r label calls total pc call hd handler w <<<"$row"
+    [ "$w" = incr ] && INCR_PER=$(per "$total" "$calls")
+    [ "$w" = cell ] && CELL_PER=$(per "$total" "$calls")
 done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b != "" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo "| command | calls | whole server Ir/call | × INCR | × redis-cell | processCommand Ir/call | call() Ir/call | handler Ir/call | handler |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+for row in "${SUMMARY[@]}"; do
+    IFS='|' read -r label calls total pc call hd handler w <<<"$row"
+    whole=$(per "$total" "$calls")
+    echo "| $label | $calls | $whole | $(ratio "$whole" "$INCR_PER") | $(ratio "$whole" "$CELL_PER") | $(per "$pc" "$calls") | $(per "$call" "$calls") | $(per "$hd" "$calls") | \`$handler\` |"
+done
+[ -n "$CELL_PER" ] || echo "(no redis-cell column: REDIS_CELL_SO not set or the cell workload not run)"
 echo
 echo "whole server = everything the server ran while redis-benchmark ran (event loop, reads, parsing, replies, expiry cron);"
 echo "processCommand = lookup, checks and call(); call() = the command plus stats and propagation; handler = the command itself."

@@ -24,6 +24,12 @@
 #   BENCH_MODULE     module path (default target/release/libredis_ratelimit.so)
 #   BENCH_OUT        report path (default bench/results.md / bench/results-quick.md)
 #   BENCH_ONLY       throughput | memory: run only that part
+#   REDIS_CELL_SO    the direct peer: path to redis-cell's libredis_cell.so, built
+#                    from its public source outside this repository; adds
+#                    "redis-cell CL.THROTTLE (peer)" rows (throughput and memory),
+#                    measured on a second redis-server that loads only redis-cell
+#                    (both modules define CL.THROTTLE). Unset: those rows are
+#                    skipped, with a line saying so.
 set -euo pipefail
 export LC_ALL=C
 
@@ -61,17 +67,20 @@ case "$KEYS" in '' | *[!0-9]*) die "BENCH_KEYS must be a positive integer, got '
 [ "$KEYS" -le 99999999 ] || die "BENCH_KEYS must be below 100,000,000 (12-byte key names key:NNNNNNNN)"
 
 build_module "$MODULE" BENCH_MODULE
+CELL_SO=${REDIS_CELL_SO:-}
+[ -z "$CELL_SO" ] || [ -f "$CELL_SO" ] || die "REDIS_CELL_SO=$CELL_SO does not exist"
 
-# Starts redis-server on the first free port from a random base; retries on
-# a lost race for the port.
+# start_server MODULE: redis-server with MODULE on the first free port from a
+# random base (retries on a lost race for the port); sets PORT and SERVER_PID.
 start_server() {
+    local module=$1
     local base=$((20000 + RANDOM % 20000)) p attempt
     for attempt in $(seq 0 49); do
         p=$((base + attempt))
         port_in_use "$p" && continue
         "${SERVER_PIN[@]}" redis-server --port "$p" --bind 127.0.0.1 \
             --save '' --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" \
-            --loadmodule "$MODULE" &
+            --loadmodule "$module" &
         SERVER_PID=$!
         local i
         for i in $(seq 100); do
@@ -102,8 +111,28 @@ start_server() {
 }
 
 PORT=""
-start_server
+CELL_PORT=""
+CELL_PID=""
+if [ -n "$CELL_SO" ]; then
+    start_server "$CELL_SO"
+    CELL_PORT=$PORT
+    CELL_PID=$SERVER_PID
+    redis-cli -p "$CELL_PORT" module list | grep -q redis-cell || die "redis-cell is not loaded from $CELL_SO"
+    trap 'kill "$CELL_PID" 2>/dev/null || true; cleanup' EXIT
+else
+    echo "bench: skipped: redis-cell rows (set REDIS_CELL_SO=/path/to/libredis_cell.so, built from its public source)" >&2
+fi
+start_server "$MODULE"
 cli() { redis-cli -p "$PORT" "$@"; }
+
+# on_cell CMD...: runs a measurement against the redis-cell server.
+on_cell() {
+    [ -n "$CELL_PORT" ] || return 0
+    local main=$PORT
+    PORT=$CELL_PORT
+    "$@"
+    PORT=$main
+}
 cli module list | grep -q ratelimit || die "the module is not loaded (MODULE LIST has no 'ratelimit')"
 
 info_field() { # section field
@@ -222,6 +251,10 @@ run_throughput() {
         RL.SLIDING __rand_int__ 1000000 3600 1 APPROX
     measure rand "CL.THROTTLE" cl.throttle throttle "CL.THROTTLE __rand_int__ 999999 1 100 1" -- \
         CL.THROTTLE __rand_int__ 999999 1 100 1
+    on_cell measure rand "redis-cell CL.THROTTLE (peer)" cl.throttle - "CL.THROTTLE __rand_int__ 999999 1 100 1" -- \
+        CL.THROTTLE __rand_int__ 999999 1 100 1
+    measure rand "RL.LIMITS, 2 limits" rl.limits limits "RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400" -- \
+        RL.LIMITS __rand_int__ 1 NAME burst TOKENBUCKET 1000000 0.01 NAME day FIXEDWINDOW 1000000 86400
     measure rand "Lua token bucket" evalsha - "EVALSHA <token_bucket.lua> 1 __rand_int__ 1000000 0.01 1" -- \
         EVALSHA "$SHA_TB" 1 __rand_int__ 1000000 0.01 1
     measure rand "Lua fixed window" evalsha - "EVALSHA <fixed_window.lua> 1 __rand_int__ 1000000 3600 1" -- \
@@ -336,7 +369,11 @@ run_memory() {
     mem floor "$k100" 1 "$floor"
     mem "RL.TOKENBUCKET" "$k1" 1 "RL.TOKENBUCKET {k} 1000 0.01 1"
     mem "RL.FIXEDWINDOW" "$k1" 1 "RL.FIXEDWINDOW {k} 1000 1000000 1"
+    on_cell mem "redis-cell CL.THROTTLE (peer)" "$k1" 1 "CL.THROTTLE {k} 999 1 100 1"
     mem "RL.SLIDING APPROX" "$k1" 1 "RL.SLIDING {k} 1000 3600 1 APPROX"
+    mem "RL.LIMITS, 1 limit (token bucket)" "$k1" 1 "RL.LIMITS {k} 1 TOKENBUCKET 1000 0.01"
+    mem "RL.LIMITS, 2 limits (token bucket + fixed window)" "$k1" 1 "RL.LIMITS {k} 1 NAME burst TOKENBUCKET 1000 0.01 NAME day FIXEDWINDOW 1000 1000000"
+    mem "RL.LIMITS, 4 limits (+ APPROX + fixed window)" "$k1" 1 "RL.LIMITS {k} 1 NAME burst TOKENBUCKET 1000 0.01 NAME day FIXEDWINDOW 1000 1000000 NAME min SLIDING 1000 3600 APPROX NAME hour FIXEDWINDOW 1000 1000000"
     mem "RL.SLIDING EXACT, 1 entry" "$k1" 1 "RL.SLIDING {k} 1000 3600 1 EXACT"
     mem "RL.SLIDING EXACT, 10 entries" "$k10" 10 "RL.SLIDING {k} 1000 3600 1 EXACT"
     mem "RL.SLIDING EXACT, 100 entries" "$k100" 100 "RL.SLIDING {k} 1000 3600 1 EXACT"
@@ -355,7 +392,7 @@ ELAPSED=$(($(date +%s) - T0))
 # -------------------------------------------------------------------- report
 
 cmdline="bash bench/run.sh"
-for v in BENCH_QUICK BENCH_N BENCH_KEYS BENCH_RANGE BENCH_ONLY BENCH_MODULE; do
+for v in BENCH_QUICK BENCH_N BENCH_KEYS BENCH_RANGE BENCH_ONLY BENCH_MODULE REDIS_CELL_SO; do
     if [ -n "${!v:-}" ]; then cmdline="$v=${!v} $cmdline"; fi
 done
 cpu=$(awk -F: '/^model name/ { sub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
@@ -377,6 +414,7 @@ report() {
     echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC') |"
     echo "| machine | $(nproc) cores (nproc), ${cpu:-unknown CPU}, $(uname -sr), load average at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) |"
     echo "| Redis | $REDIS_VERSION ($(command -v redis-server)), \`--save '' --appendonly no\`, module loaded |"
+    echo "| peer | ${CELL_SO:-not measured (REDIS_CELL_SO unset)} |"
     echo "| module | $(basename "$MODULE"), commit $commit |"
     echo "| command | \`$cmdline\` ($ELAPSED s) |"
     echo "| client | \`redis-benchmark -c $CLIENTS -P $PIPELINE --threads 1 -r $RANGE -n $N -q <command>\` (hot-key rows: no \`-r\`); $PINNING |"

@@ -54,6 +54,7 @@ mod registration {
             ["RL.TOKENBUCKET", command::token_bucket, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["RL.FIXEDWINDOW", command::fixed_window, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["RL.SLIDING", command::sliding, "write deny-oom fast", 1, 1, 1, "", "write"],
+            ["RL.LIMITS", command::limits, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["CL.THROTTLE", command::throttle, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["RL.SETSTATE", command::set_state, "write", 1, 1, 1, "", "write"],
         ],

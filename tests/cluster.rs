@@ -345,7 +345,13 @@ fn failover_keeps_limits(f: Flavor) {
 /// Moving a slot with MIGRATE carries state and TTL intact.
 fn resharding_moves_state_intact(f: Flavor) {
     let cluster = Cluster::start(f);
-    let keys = ["{shop:1}:tb", "{shop:1}:fw", "{shop:1}:se", "{shop:1}:sa"];
+    let keys = [
+        "{shop:1}:tb",
+        "{shop:1}:fw",
+        "{shop:1}:se",
+        "{shop:1}:sa",
+        "{shop:1}:li",
+    ];
     let slot = keyslot(&mut cluster.nodes[0].conn(), keys[0]);
     let src = cluster.owner(slot);
     let dst = cluster
@@ -377,6 +383,14 @@ fn resharding_moves_state_intact(f: Flavor) {
         .arg("APPROX")
         .query(&mut s)
         .expect("sa");
+    let _: redis::Value = redis::cmd("RL.LIMITS")
+        .arg(keys[4])
+        .arg(2)
+        .arg("NAME")
+        .arg("burst")
+        .arg(&["TOKENBUCKET", "5", "0.01", "SLIDING", "9", "600"][..])
+        .query(&mut s)
+        .expect("li");
     let before: Vec<_> = keys.iter().map(|k| common::snapshot(&mut s, k)).collect();
 
     let (src_id, dst_id) = (my_id(src), my_id(dst));

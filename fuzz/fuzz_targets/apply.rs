@@ -5,7 +5,7 @@
 //!   byte 0          command selector (`% 4`, as in the `args` target)
 //!   byte 1          n: length of the stored state (0: no key)
 //!   byte 2          k: number of calls, `1 + byte % 4`
-//!   k * 16 bytes    per call: now_ms (u64 LE), cost (u64 LE)
+//!   k * 16 bytes    per call: now_ms (u64 LE), cost (i64 LE; negative: refund)
 //!   n bytes         stored state, given to `State::decode`
 //!   rest            arguments after the key, separated by 0x00
 //!
@@ -66,12 +66,16 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..steps {
         let at = HEADER + i * STEP;
         let now_ms = u64_at(data, at);
-        let cost = u64_at(data, at + 8);
+        // Any i64 but i64::MIN (the grammar's range): refunds included.
+        let cost = (u64_at(data, at + 8) as i64).max(-i64::MAX);
         let out = match limiter::apply(stored.as_ref(), &quota, now_ms, cost) {
             Ok(out) => out,
             Err(ApplyError::WrongKind { stored: s, called }) => {
                 assert_ne!(s, called, "WrongKind for matching kinds");
-                assert_eq!(called, quota.kind());
+                assert_eq!(
+                    called,
+                    redis_ratelimit::limiter::state::Kind::Algorithm(quota.algorithm())
+                );
                 return;
             }
             Err(e @ ApplyError::Corrupt(_)) => {
@@ -87,7 +91,10 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(d.limit, quota_limit(&quota), "{d:?} for {quota:?}");
         if let Some(next) = out.new_state {
-            assert_eq!(next.kind(), quota.kind());
+            assert_eq!(
+                next.kind(),
+                redis_ratelimit::limiter::state::Kind::Algorithm(quota.algorithm())
+            );
             let bytes = next.to_bytes();
             assert_eq!(
                 State::decode(&bytes).as_ref(),

@@ -56,7 +56,7 @@ pub fn parse_checked(selector: u8, argv: &[&[u8]]) -> Option<Call> {
             };
             assert!(arity_ok, "{name}: accepted {} arguments", argv.len());
             assert!(
-                call.cost <= MAX_COUNT,
+                call.cost.unsigned_abs() <= MAX_COUNT,
                 "{name}: cost {} too large",
                 call.cost
             );

@@ -56,6 +56,38 @@ pub fn step(
     }
 }
 
+/// A refund: takes `units` back off the current window's count, never
+/// below zero. A window that is over has nothing left to refund.
+pub fn refund(
+    prev: Option<FixedWindowState>,
+    quota: &WindowQuota,
+    now_ms: u64,
+    units: u64,
+) -> Outcome<FixedWindowState> {
+    let w = quota.window_ms();
+    let aligned = now_ms - now_ms % w;
+    let (start, count) = match prev {
+        Some(s) if s.start_ms >= aligned => (s.start_ms, s.count.saturating_sub(units)),
+        _ => (aligned, 0),
+    };
+    Outcome {
+        decision: Decision {
+            limit: quota.limit(),
+            remaining: quota.limit().saturating_sub(count),
+            retry: Retry::Now,
+            reset_after_ms: if count == 0 {
+                0
+            } else {
+                start.saturating_add(w) - now_ms
+            },
+        },
+        new_state: Some(FixedWindowState {
+            start_ms: start,
+            count,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

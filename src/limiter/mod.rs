@@ -7,13 +7,14 @@
 
 pub mod decision;
 pub mod fixed_window;
-pub mod quota;
+pub mod limits;
 pub mod sliding_window;
 pub mod state;
 pub mod token_bucket;
 
 pub use decision::{Decision, Outcome, Retry};
-pub use quota::{Quota, QuotaError};
+pub use rl_grammar as quota;
+pub use rl_grammar::{Quota, QuotaError};
 pub use state::State;
 
 use state::{DecodeError, Kind};
@@ -28,23 +29,29 @@ pub enum ApplyError {
     Corrupt(DecodeError),
 }
 
-impl Quota {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Quota::TokenBucket(_) => Kind::TokenBucket,
-            Quota::FixedWindow(_) => Kind::FixedWindow,
-            Quota::SlidingExact(_) => Kind::SlidingExact,
-            Quota::SlidingApprox(_) => Kind::SlidingApprox,
-        }
-    }
-}
-
 /// One call of any algorithm on the state a key holds (`None`: no key).
+/// A negative `cost` is a refund of that many units: always allowed, never
+/// above the limiter's full state, and stored like a grant. A `cost` of 0
+/// takes nothing, so it is always allowed too, even when a lowered limit
+/// leaves the limiter over its new limit (it then reports 0 remaining).
 pub fn apply(
     stored: Option<&State>,
     quota: &Quota,
     now_ms: u64,
-    cost: u64,
+    cost: i64,
+) -> Result<Outcome<State>, ApplyError> {
+    let mut out = apply_signed(stored, quota, now_ms, cost)?;
+    if cost <= 0 {
+        out.decision.retry = Retry::Now;
+    }
+    Ok(out)
+}
+
+fn apply_signed(
+    stored: Option<&State>,
+    quota: &Quota,
+    now_ms: u64,
+    cost: i64,
 ) -> Result<Outcome<State>, ApplyError> {
     fn wrap<S>(out: Outcome<S>, f: impl FnOnce(S) -> State) -> Outcome<State> {
         Outcome {
@@ -52,43 +59,58 @@ pub fn apply(
             new_state: out.new_state.map(f),
         }
     }
-    let mismatch = |s: &State| ApplyError::WrongKind {
-        stored: s.kind(),
-        called: quota.kind(),
-    };
+    let take = u64::try_from(cost).ok();
+    let give = cost.unsigned_abs();
     Ok(match (quota, stored) {
-        (Quota::TokenBucket(q), None) => wrap(
-            token_bucket::step(None, q, now_ms, cost),
-            State::TokenBucket,
-        ),
-        (Quota::TokenBucket(q), Some(State::TokenBucket(s))) => wrap(
-            token_bucket::step(Some(*s), q, now_ms, cost),
-            State::TokenBucket,
-        ),
-        (Quota::FixedWindow(q), None) => wrap(
-            fixed_window::step(None, q, now_ms, cost),
-            State::FixedWindow,
-        ),
-        (Quota::FixedWindow(q), Some(State::FixedWindow(s))) => wrap(
-            fixed_window::step(Some(*s), q, now_ms, cost),
-            State::FixedWindow,
-        ),
-        (Quota::SlidingExact(q), None) => wrap(
-            sliding_window::step_exact(None, q, now_ms, cost).map_err(ApplyError::Corrupt)?,
-            State::SlidingExact,
-        ),
-        (Quota::SlidingExact(q), Some(State::SlidingExact(log))) => wrap(
-            sliding_window::step_exact(Some(log), q, now_ms, cost).map_err(ApplyError::Corrupt)?,
-            State::SlidingExact,
-        ),
-        (Quota::SlidingApprox(q), None) => wrap(
-            sliding_window::step_approx(None, q, now_ms, cost),
-            State::SlidingApprox,
-        ),
-        (Quota::SlidingApprox(q), Some(State::SlidingApprox(s))) => wrap(
-            sliding_window::step_approx(Some(*s), q, now_ms, cost),
-            State::SlidingApprox,
-        ),
-        (_, Some(s)) => return Err(mismatch(s)),
+        (Quota::TokenBucket(q), None | Some(State::TokenBucket(_))) => {
+            let prev = match stored {
+                Some(State::TokenBucket(s)) => Some(*s),
+                _ => None,
+            };
+            let out = match take {
+                Some(cost) => token_bucket::step(prev, q, now_ms, cost),
+                None => token_bucket::refund(prev, q, now_ms, give),
+            };
+            wrap(out, State::TokenBucket)
+        }
+        (Quota::FixedWindow(q), None | Some(State::FixedWindow(_))) => {
+            let prev = match stored {
+                Some(State::FixedWindow(s)) => Some(*s),
+                _ => None,
+            };
+            let out = match take {
+                Some(cost) => fixed_window::step(prev, q, now_ms, cost),
+                None => fixed_window::refund(prev, q, now_ms, give),
+            };
+            wrap(out, State::FixedWindow)
+        }
+        (Quota::SlidingExact(q), None | Some(State::SlidingExact(_))) => {
+            let prev = match stored {
+                Some(State::SlidingExact(log)) => Some(log),
+                _ => None,
+            };
+            let out = match take {
+                Some(cost) => sliding_window::step_exact(prev, q, now_ms, cost),
+                None => sliding_window::refund_exact(prev, q, now_ms, give),
+            };
+            wrap(out.map_err(ApplyError::Corrupt)?, State::SlidingExact)
+        }
+        (Quota::SlidingApprox(q), None | Some(State::SlidingApprox(_))) => {
+            let prev = match stored {
+                Some(State::SlidingApprox(s)) => Some(*s),
+                _ => None,
+            };
+            let out = match take {
+                Some(cost) => sliding_window::step_approx(prev, q, now_ms, cost),
+                None => sliding_window::refund_approx(prev, q, now_ms, give),
+            };
+            wrap(out, State::SlidingApprox)
+        }
+        (_, Some(s)) => {
+            return Err(ApplyError::WrongKind {
+                stored: s.kind(),
+                called: Kind::Algorithm(quota.algorithm()),
+            })
+        }
     })
 }

@@ -56,7 +56,7 @@ impl ExactLog {
     }
 
     /// Checks and adopts packed bytes: well-formed varints, increasing times,
-    /// non-zero counts, at least one entry.
+    /// non-zero counts. An empty log is valid (a refund can empty one).
     pub fn from_packed(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut log = Self {
             packed: bytes.into(),
@@ -66,9 +66,6 @@ impl ExactLog {
         for e in log.iter() {
             e?;
             n = n.checked_add(1).ok_or(DecodeError::Invalid)?;
-        }
-        if n == 0 {
-            return Err(DecodeError::Invalid);
         }
         log.len = n;
         Ok(log)
@@ -267,6 +264,49 @@ fn append(
     })
 }
 
+/// An `EXACT` refund: takes `units` back from the newest entries still in
+/// the window (the grants a reserve-then-refund caller just made), never below
+/// zero used. Entries that left the window are dropped as on every write.
+pub fn refund_exact(
+    prev: Option<&ExactLog>,
+    quota: &WindowQuota,
+    now_ms: u64,
+    units: u64,
+) -> Result<Outcome<ExactLog>, DecodeError> {
+    let w = quota.window_ms();
+    let empty = ExactLog::default();
+    let log = prev.unwrap_or(&empty);
+    let mut live = Vec::with_capacity(log.len());
+    for e in log.iter() {
+        live.push(e?);
+    }
+    let t = live.last().map_or(now_ms, |&(ts, _)| now_ms.max(ts));
+    live.retain(|&(ts, _)| ts.saturating_add(w) > t);
+    let mut left = units;
+    while left > 0 {
+        let Some(last) = live.last_mut() else { break };
+        let take = left.min(last.1);
+        last.1 -= take;
+        left -= take;
+        if last.1 == 0 {
+            live.pop();
+        }
+    }
+    let used = live.iter().fold(0u64, |a, e| a.saturating_add(e.1));
+    let reset = live.last().map_or(0, |&(ts, _)| {
+        (ts.saturating_add(w) - t).saturating_add(t - now_ms)
+    });
+    Ok(Outcome {
+        decision: Decision {
+            limit: quota.limit(),
+            remaining: quota.limit().saturating_sub(used),
+            retry: Retry::Now,
+            reset_after_ms: reset,
+        },
+        new_state: Some(ExactLog::from_entries(&live)),
+    })
+}
+
 /// A write buffer on the stack that spills to the heap for long logs, so the
 /// only allocation is the final, exactly sized one.
 struct Scratch {
@@ -329,21 +369,7 @@ pub fn step_approx(
     cost: u64,
 ) -> Outcome<SlidingApproxState> {
     let w = quota.window_ms();
-    let aligned = now_ms - now_ms % w;
-    let s = match prev {
-        // Clock went backwards or the window changed: keep the later state.
-        Some(s) if s.start_ms >= aligned => s,
-        Some(s) if s.start_ms.saturating_add(w) == aligned => SlidingApproxState {
-            start_ms: aligned,
-            prev: s.cur,
-            cur: 0,
-        },
-        _ => SlidingApproxState {
-            start_ms: aligned,
-            prev: 0,
-            cur: 0,
-        },
-    };
+    let s = roll(prev, w, now_ms);
     let t = now_ms.max(s.start_ms);
     let skew = t - now_ms;
     let elapsed = t - s.start_ms;
@@ -391,6 +417,45 @@ pub fn step_approx(
     Outcome {
         decision: decision(&s, Retry::After(wait)),
         new_state: None,
+    }
+}
+
+/// An `APPROX` refund: takes `units` off the current window's count, then
+/// off the previous one's, never below zero.
+pub fn refund_approx(
+    prev: Option<SlidingApproxState>,
+    quota: &WindowQuota,
+    now_ms: u64,
+    units: u64,
+) -> Outcome<SlidingApproxState> {
+    let mut s = roll(prev, quota.window_ms(), now_ms);
+    let from_cur = units.min(s.cur);
+    s.cur -= from_cur;
+    s.prev = s.prev.saturating_sub(units - from_cur);
+    Outcome {
+        decision: step_approx(Some(s), quota, now_ms, 0).decision,
+        new_state: Some(s),
+    }
+}
+
+/// The stored counters as of the aligned window holding `now_ms`: the
+/// current count becomes the previous one when a window passes. A stored
+/// window at or after the aligned one (the clock went backwards, or the
+/// window changed) is kept as it is.
+fn roll(prev: Option<SlidingApproxState>, w: u64, now_ms: u64) -> SlidingApproxState {
+    let aligned = now_ms - now_ms % w;
+    match prev {
+        Some(s) if s.start_ms >= aligned => s,
+        Some(s) if s.start_ms.saturating_add(w) == aligned => SlidingApproxState {
+            start_ms: aligned,
+            prev: s.cur,
+            cur: 0,
+        },
+        _ => SlidingApproxState {
+            start_ms: aligned,
+            prev: 0,
+            cur: 0,
+        },
     }
 }
 
@@ -475,7 +540,7 @@ mod tests {
 
     #[test]
     fn corrupt_logs_are_refused() {
-        assert_eq!(ExactLog::from_packed(&[]), Err(DecodeError::Invalid));
+        assert_eq!(ExactLog::from_packed(&[]).map(|l| l.len()), Ok(0));
         // count 0
         assert_eq!(ExactLog::from_packed(&[5, 0]), Err(DecodeError::Invalid));
         // second entry at the same time
@@ -517,6 +582,45 @@ mod tests {
         let want: Vec<(u64, u64)> = (0..300u64).map(|i| (1_000 + i * 1_000, 1)).collect();
         assert_eq!(log.entries().expect("decodes"), want);
         assert_eq!(log.len(), 300);
+    }
+
+    #[test]
+    fn an_exact_refund_removes_the_newest_grants_first() {
+        let q = WindowQuota::new(10, 1_000).expect("valid");
+        let mut log = None;
+        assert!(exact(&mut log, &q, 100, 3).allowed());
+        assert!(exact(&mut log, &q, 200, 4).allowed());
+        let out = refund_exact(log.as_ref(), &q, 300, 5).expect("decodes");
+        assert!(out.decision.allowed());
+        assert_eq!(out.decision.remaining, 8);
+        let log = out.new_state.expect("stored");
+        assert_eq!(log.entries().expect("decodes"), vec![(100, 2)]);
+        assert_eq!(out.decision.reset_after_ms, 800);
+        // More than was used: an empty log, never negative.
+        let out = refund_exact(Some(&log), &q, 300, 50).expect("decodes");
+        assert_eq!(
+            (out.decision.remaining, out.decision.reset_after_ms),
+            (10, 0)
+        );
+        assert!(out.new_state.expect("stored").is_empty());
+    }
+
+    #[test]
+    fn an_approx_refund_empties_the_current_window_first() {
+        let q = WindowQuota::new(10, 1_000).expect("valid");
+        let mut st = None;
+        assert!(approx(&mut st, &q, 500, 6).allowed());
+        assert!(approx(&mut st, &q, 1_000, 4).allowed());
+        let out = refund_approx(st, &q, 1_000, 5);
+        assert_eq!(
+            out.new_state,
+            Some(SlidingApproxState {
+                start_ms: 1_000,
+                prev: 5,
+                cur: 0
+            })
+        );
+        assert_eq!(out.decision.remaining, 5);
     }
 
     /// Found by the `apply` fuzz target: a stored window start near u64::MAX

@@ -1,42 +1,53 @@
 //! The state a limiter key holds, and its versioned binary encoding.
 //!
 //! One encoding serves RDB, `DUMP`/`RESTORE`, AOF and the replication
-//! payload. Layout: a format byte ([`FORMAT_V1`]), an algorithm tag, then the
-//! fields as LEB128 varints (the `EXACT` log as its entry count and packed
-//! entries). Decoding
+//! payload. Layout: a format byte, an algorithm tag, then the fields as LEB128
+//! varints (the `EXACT` log as its entry count and packed entries). Decoding
 //! checks everything and refuses, never panics, on bad input.
+//!
+//! Formats: [`FORMAT_V1`] holds one algorithm's state (tags 1–4) and is still
+//! what single-algorithm keys are written in, byte for byte as before, so an
+//! older build reads them. [`FORMAT_V2`] adds the `RL.LIMITS` state (tag 5):
+//! an entry count, then per entry a flags byte (bit 0: named, bit 1: has a
+//! state), the name's 32-bit hash (little endian) when named, and the nested
+//! state's tag and fields (a nested `EXACT` log also carries its byte length).
+//! An older build refuses format 2 cleanly as an unknown version.
 
 use std::fmt;
 
 use super::fixed_window::FixedWindowState;
+use super::limits::{LimitEntry, LimitsState};
 use super::sliding_window::{ExactLog, SlidingApproxState};
 use super::token_bucket::TokenBucketState;
+use rl_grammar::Algorithm;
 
-/// The only encoding this build writes and reads.
+/// One algorithm's state (the first format; still written for those).
 pub const FORMAT_V1: u8 = 1;
+/// Adds the `RL.LIMITS` state.
+pub const FORMAT_V2: u8 = 2;
 
 const TAG_TOKEN_BUCKET: u8 = 1;
 const TAG_FIXED_WINDOW: u8 = 2;
 const TAG_SLIDING_EXACT: u8 = 3;
 const TAG_SLIDING_APPROX: u8 = 4;
+const TAG_LIMITS: u8 = 5;
 
-/// Which algorithm a key belongs to.
+const ENTRY_NAMED: u8 = 1;
+const ENTRY_HAS_STATE: u8 = 2;
+
+/// What a key belongs to: one algorithm, or `RL.LIMITS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    TokenBucket,
-    FixedWindow,
-    SlidingExact,
-    SlidingApprox,
+    Algorithm(Algorithm),
+    Limits,
 }
 
 impl Kind {
     /// How users call it, for error messages.
     pub fn command(self) -> &'static str {
         match self {
-            Kind::TokenBucket => "RL.TOKENBUCKET",
-            Kind::FixedWindow => "RL.FIXEDWINDOW",
-            Kind::SlidingExact => "RL.SLIDING EXACT",
-            Kind::SlidingApprox => "RL.SLIDING APPROX",
+            Kind::Algorithm(a) => a.command(),
+            Kind::Limits => "RL.LIMITS",
         }
     }
 }
@@ -48,6 +59,8 @@ pub enum State {
     FixedWindow(FixedWindowState),
     SlidingExact(ExactLog),
     SlidingApprox(SlidingApproxState),
+    /// Every limit of one `RL.LIMITS` identity (never nested).
+    Limits(LimitsState),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,17 +90,47 @@ impl fmt::Display for DecodeError {
 
 impl State {
     pub fn kind(&self) -> Kind {
-        match self {
-            State::TokenBucket(_) => Kind::TokenBucket,
-            State::FixedWindow(_) => Kind::FixedWindow,
-            State::SlidingExact(_) => Kind::SlidingExact,
-            State::SlidingApprox(_) => Kind::SlidingApprox,
-        }
+        Kind::Algorithm(match self {
+            State::TokenBucket(_) => Algorithm::TokenBucket,
+            State::FixedWindow(_) => Algorithm::FixedWindow,
+            State::SlidingExact(_) => Algorithm::SlidingExact,
+            State::SlidingApprox(_) => Algorithm::SlidingApprox,
+            State::Limits(_) => return Kind::Limits,
+        })
     }
 
     /// Appends the encoding to `out`.
     pub fn encode<S: Sink>(&self, out: &mut S) {
-        out.put(&[FORMAT_V1]);
+        match self {
+            State::Limits(limits) => {
+                out.put(&[FORMAT_V2, TAG_LIMITS]);
+                write_varint(out, limits.entries().len() as u128);
+                for entry in limits.entries() {
+                    let flags = if entry.name.is_some() { ENTRY_NAMED } else { 0 }
+                        | if entry.state.is_some() {
+                            ENTRY_HAS_STATE
+                        } else {
+                            0
+                        };
+                    out.put(&[flags]);
+                    if let Some(h) = entry.name {
+                        out.put(&h.to_le_bytes());
+                    }
+                    if let Some(state) = &entry.state {
+                        state.encode_body(out, true);
+                    }
+                }
+            }
+            single => {
+                out.put(&[FORMAT_V1]);
+                single.encode_body(out, false);
+            }
+        }
+    }
+
+    /// The tag and fields. A nested `EXACT` log carries its byte length,
+    /// since more bytes follow it.
+    fn encode_body<S: Sink>(&self, out: &mut S, nested: bool) {
         match self {
             State::TokenBucket(s) => {
                 out.put(&[TAG_TOKEN_BUCKET]);
@@ -103,6 +146,9 @@ impl State {
                 out.put(&[TAG_SLIDING_EXACT]);
                 // The entry count makes a cut at an entry boundary detectable.
                 write_varint(out, log.len() as u128);
+                if nested {
+                    write_varint(out, log.packed().len() as u128);
+                }
                 out.put(log.packed());
             }
             State::SlidingApprox(s) => {
@@ -111,6 +157,8 @@ impl State {
                 write_varint(out, u128::from(s.prev));
                 write_varint(out, u128::from(s.cur));
             }
+            // Never nested: combine() builds entries of single states only.
+            State::Limits(_) => {}
         }
     }
 
@@ -126,66 +174,129 @@ impl State {
         if let State::SlidingExact(_) = self {
             return Payload::Heap(self.to_bytes());
         }
+        // A limits state of a few small limits fits too; a larger one is
+        // written again on the heap.
         let mut buf = InlineBuf::default();
         self.encode(&mut buf);
+        if buf.overflowed {
+            return Payload::Heap(self.to_bytes());
+        }
         Payload::Inline(buf)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
         let (&format, rest) = bytes.split_first().ok_or(DecodeError::Truncated)?;
-        if format != FORMAT_V1 {
+        if format != FORMAT_V1 && format != FORMAT_V2 {
             return Err(DecodeError::UnknownFormat(format));
         }
-        let (&tag, body) = rest.split_first().ok_or(DecodeError::Truncated)?;
         let mut pos = 0;
-        let u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
-            u64::try_from(read_varint(body, pos)?).map_err(|_| DecodeError::Invalid)
+        let state = match rest.first() {
+            Some(&TAG_LIMITS) if format == FORMAT_V2 => {
+                pos = 1;
+                decode_limits(rest, &mut pos)?
+            }
+            _ => Self::decode_body(rest, &mut pos, false)?,
         };
-        let state = match tag {
+        if pos != rest.len() {
+            return Err(DecodeError::Invalid);
+        }
+        Ok(state)
+    }
+
+    /// One algorithm's tag and fields from `bytes[*pos..]`. At the top level
+    /// an `EXACT` log runs to the end of the payload; nested, it carries its
+    /// byte length.
+    fn decode_body(bytes: &[u8], pos: &mut usize, nested: bool) -> Result<State, DecodeError> {
+        let &tag = bytes.get(*pos).ok_or(DecodeError::Truncated)?;
+        *pos += 1;
+        let u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
+            u64::try_from(read_varint(bytes, pos)?).map_err(|_| DecodeError::Invalid)
+        };
+        Ok(match tag {
             TAG_TOKEN_BUCKET => {
-                let level = read_varint(body, &mut pos)?;
-                let at_ms = u64_field(&mut pos)?;
+                let level = read_varint(bytes, pos)?;
+                let at_ms = u64_field(pos)?;
                 State::TokenBucket(TokenBucketState::new(level, at_ms))
             }
             TAG_FIXED_WINDOW => {
-                let start_ms = u64_field(&mut pos)?;
-                let count = u64_field(&mut pos)?;
+                let start_ms = u64_field(pos)?;
+                let count = u64_field(pos)?;
                 State::FixedWindow(FixedWindowState { start_ms, count })
             }
             TAG_SLIDING_EXACT => {
-                let n = read_varint(body, &mut pos)?;
-                let log = ExactLog::from_packed(body.get(pos..).unwrap_or_default())?;
+                let n = read_varint(bytes, pos)?;
+                let end = if nested {
+                    let len = usize::try_from(read_varint(bytes, pos)?)
+                        .map_err(|_| DecodeError::Invalid)?;
+                    pos.checked_add(len).ok_or(DecodeError::Invalid)?
+                } else {
+                    bytes.len()
+                };
+                let packed = bytes.get(*pos..end).ok_or(DecodeError::Truncated)?;
+                let log = ExactLog::from_packed(packed)?;
                 if log.len() as u128 != n {
                     return Err(DecodeError::Truncated);
                 }
-                pos = body.len();
+                *pos = end;
                 State::SlidingExact(log)
             }
             TAG_SLIDING_APPROX => {
-                let start_ms = u64_field(&mut pos)?;
-                let prev = u64_field(&mut pos)?;
-                let cur = u64_field(&mut pos)?;
+                let start_ms = u64_field(pos)?;
+                let prev = u64_field(pos)?;
+                let cur = u64_field(pos)?;
                 State::SlidingApprox(SlidingApproxState {
                     start_ms,
                     prev,
                     cur,
                 })
             }
+            // A limits state inside a limits state, or in format 1.
+            TAG_LIMITS => return Err(DecodeError::Invalid),
             other => return Err(DecodeError::UnknownKind(other)),
-        };
-        if pos != body.len() {
-            return Err(DecodeError::Invalid);
-        }
-        Ok(state)
+        })
     }
 
     /// Bytes held on the heap besides the state itself, for `MEMORY USAGE`.
     pub fn heap_size(&self) -> usize {
         match self {
             State::SlidingExact(log) => log.heap_size(),
+            State::Limits(limits) => limits.heap_size(),
             _ => 0,
         }
     }
+}
+
+/// The entries of a limits state; `bytes[*pos]` is just past the tag.
+fn decode_limits(bytes: &[u8], pos: &mut usize) -> Result<State, DecodeError> {
+    let n = read_varint(bytes, pos)?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= rl_grammar::MAX_LIMITS)
+        .ok_or(DecodeError::Invalid)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let &flags = bytes.get(*pos).ok_or(DecodeError::Truncated)?;
+        *pos += 1;
+        if flags & !(ENTRY_NAMED | ENTRY_HAS_STATE) != 0 {
+            return Err(DecodeError::Invalid);
+        }
+        let name = if flags & ENTRY_NAMED != 0 {
+            let raw = bytes.get(*pos..*pos + 4).ok_or(DecodeError::Truncated)?;
+            *pos += 4;
+            let mut h = [0u8; 4];
+            h.copy_from_slice(raw);
+            Some(u32::from_le_bytes(h))
+        } else {
+            None
+        };
+        let state = if flags & ENTRY_HAS_STATE != 0 {
+            Some(State::decode_body(bytes, pos, true)?)
+        } else {
+            None
+        };
+        entries.push(LimitEntry { name, state });
+    }
+    LimitsState::new(entries).map(State::Limits)
 }
 
 /// Where encodings are written.
@@ -199,31 +310,36 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A fixed buffer large enough for every state but an `EXACT` log: format,
-/// tag and at most three varints (19 + 10 + 10 bytes).
+/// A fixed buffer large enough for every single-algorithm state but an
+/// `EXACT` log (format, tag and at most three varints: 19 + 10 + 10 bytes),
+/// and for limits states of a few such limits.
 #[derive(Clone, Copy)]
 pub struct InlineBuf {
-    bytes: [u8; 48],
+    bytes: [u8; 96],
     len: usize,
+    /// A write did not fit: the contents are incomplete.
+    overflowed: bool,
 }
 
 impl Default for InlineBuf {
     fn default() -> Self {
         Self {
-            bytes: [0; 48],
+            bytes: [0; 96],
             len: 0,
+            overflowed: false,
         }
     }
 }
 
 impl Sink for InlineBuf {
     fn put(&mut self, bytes: &[u8]) {
-        // Only fixed-size states are written here, which always fit; a write
-        // that would not fit is dropped rather than panicking (and the
-        // decoder would then refuse the payload).
-        if let Some(dst) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
-            dst.copy_from_slice(bytes);
-            self.len += bytes.len();
+        // A write that does not fit is dropped and remembered, never a panic.
+        match self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) if !self.overflowed => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            _ => self.overflowed = true,
         }
     }
 }
@@ -304,7 +420,103 @@ mod tests {
                 prev: u64::MAX,
                 cur: 0,
             }),
+            limits_sample(),
         ]
+    }
+
+    /// Every kind of entry: named and not, untouched, a nested log in the
+    /// middle (its byte length matters there).
+    fn limits_sample() -> State {
+        State::Limits(
+            LimitsState::new(vec![
+                LimitEntry {
+                    name: Some(0xdead_beef),
+                    state: Some(State::TokenBucket(TokenBucketState::new(5, 9))),
+                },
+                LimitEntry {
+                    name: None,
+                    state: Some(State::SlidingExact(ExactLog::from_entries(&[
+                        (1_000, 2),
+                        (1_500, 1),
+                    ]))),
+                },
+                LimitEntry {
+                    name: Some(7),
+                    state: None,
+                },
+                LimitEntry {
+                    name: None,
+                    state: Some(State::FixedWindow(FixedWindowState {
+                        start_ms: 60_000,
+                        count: 3,
+                    })),
+                },
+            ])
+            .expect("valid"),
+        )
+    }
+
+    /// Bytes written by the build before `RL.LIMITS` existed (format 1): they
+    /// must load as they are, and single states are still written the same.
+    #[test]
+    fn format_1_payloads_still_load_and_are_still_written() {
+        let golden: [(&[u8], State); 4] = [
+            (
+                &[
+                    1, 1, 128, 128, 234, 215, 188, 174, 254, 15, 128, 208, 223, 180, 171, 51,
+                ],
+                State::TokenBucket(TokenBucketState::new(
+                    9_000_000_000_000_000,
+                    1_764_000_000_000,
+                )),
+            ),
+            (
+                &[1, 2, 224, 212, 3, 7],
+                State::FixedWindow(FixedWindowState {
+                    start_ms: 60_000,
+                    count: 7,
+                }),
+            ),
+            (
+                &[1, 3, 2, 232, 7, 2, 1, 1],
+                State::SlidingExact(ExactLog::from_entries(&[(1_000, 2), (1_001, 1)])),
+            ),
+            (
+                &[1, 4, 0, 3, 4],
+                State::SlidingApprox(SlidingApproxState {
+                    start_ms: 0,
+                    prev: 3,
+                    cur: 4,
+                }),
+            ),
+        ];
+        for (bytes, state) in golden {
+            assert_eq!(State::decode(bytes), Ok(state.clone()));
+            assert_eq!(state.to_bytes(), bytes);
+        }
+    }
+
+    #[test]
+    fn limits_states_are_format_2_and_refused_where_they_cannot_be() {
+        let bytes = limits_sample().to_bytes();
+        assert_eq!(&bytes[..2], &[FORMAT_V2, TAG_LIMITS]);
+        // Not in format 1, and never nested.
+        let mut v1 = bytes.clone();
+        v1[0] = FORMAT_V1;
+        assert!(State::decode(&v1).is_err());
+        let nested = [FORMAT_V2, TAG_LIMITS, 1, ENTRY_HAS_STATE, TAG_LIMITS, 0];
+        assert_eq!(State::decode(&nested), Err(DecodeError::Invalid));
+        // Unknown entry flags, duplicate names, too many entries.
+        assert_eq!(
+            State::decode(&[FORMAT_V2, TAG_LIMITS, 1, 4]),
+            Err(DecodeError::Invalid)
+        );
+        let dup = [FORMAT_V2, TAG_LIMITS, 2, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0];
+        assert_eq!(State::decode(&dup), Err(DecodeError::Invalid));
+        let too_many = [FORMAT_V2, TAG_LIMITS, 17];
+        assert_eq!(State::decode(&too_many), Err(DecodeError::Invalid));
+        // An empty limits state decodes (nothing to check it against).
+        assert!(State::decode(&[FORMAT_V2, TAG_LIMITS, 0]).is_ok());
     }
 
     #[test]
@@ -322,8 +534,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_kinds_are_refused() {
         let mut bytes = samples()[0].to_bytes();
-        bytes[0] = 2;
-        assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownFormat(2)));
+        bytes[0] = 3;
+        assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownFormat(3)));
         bytes[0] = FORMAT_V1;
         bytes[1] = 99;
         assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownKind(99)));
@@ -352,7 +564,23 @@ mod tests {
 
     #[test]
     fn inline_and_heap_encodings_agree() {
-        for s in samples() {
+        // Sixteen full buckets do not fit the inline buffer: the heap takes over.
+        let big = State::Limits(
+            LimitsState::new(
+                (0..16)
+                    .map(|i| LimitEntry {
+                        name: Some(i),
+                        state: Some(State::TokenBucket(TokenBucketState::new(
+                            u128::MAX >> 30,
+                            u64::MAX,
+                        ))),
+                    })
+                    .collect(),
+            )
+            .expect("valid"),
+        );
+        assert!(big.to_bytes().len() > 96);
+        for s in samples().into_iter().chain([big]) {
             assert_eq!(s.encoded().as_slice(), s.to_bytes().as_slice());
         }
     }

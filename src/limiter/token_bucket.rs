@@ -54,14 +54,7 @@ pub fn step(
 ) -> Outcome<TokenBucketState> {
     let capacity = u128::from(quota.capacity()) * PICO;
     let rate = u128::from(quota.rate_nano());
-    let (level, t) = match prev {
-        None => (capacity, now_ms),
-        Some(s) => {
-            let t = now_ms.max(s.at_ms);
-            let refill = rate.saturating_mul(u128::from(t - s.at_ms));
-            (s.level().saturating_add(refill).min(capacity), t)
-        }
-    };
+    let (level, t) = level_at(prev, quota, now_ms);
     // Times are computed from `t` and reported from `now_ms`.
     let skew = t - now_ms;
     let reset_after = |level: u128| -> u64 {
@@ -106,6 +99,51 @@ pub fn step(
             reset_after_ms: reset_after(level),
         },
         new_state: None,
+    }
+}
+
+/// The level at the call's time and that time: the stored time if the clock
+/// went backwards (nothing refills until it catches up).
+fn level_at(prev: Option<TokenBucketState>, quota: &TokenBucketQuota, now_ms: u64) -> (u128, u64) {
+    let capacity = u128::from(quota.capacity()) * PICO;
+    match prev {
+        None => (capacity, now_ms),
+        Some(s) => {
+            let t = now_ms.max(s.at_ms);
+            let refill = u128::from(quota.rate_nano()).saturating_mul(u128::from(t - s.at_ms));
+            (s.level().saturating_add(refill).min(capacity), t)
+        }
+    }
+}
+
+/// A refund: gives `units` tokens back, never above `capacity`. Always
+/// allowed, and always stored (it changes the state like a grant does).
+pub fn refund(
+    prev: Option<TokenBucketState>,
+    quota: &TokenBucketQuota,
+    now_ms: u64,
+    units: u64,
+) -> Outcome<TokenBucketState> {
+    let capacity = u128::from(quota.capacity()) * PICO;
+    let (level, t) = level_at(prev, quota, now_ms);
+    let level = level.saturating_add(u128::from(units) * PICO).min(capacity);
+    let reset = if level >= capacity {
+        0
+    } else {
+        sat_u64(div_ceil_u128(
+            capacity - level,
+            u128::from(quota.rate_nano()),
+        ))
+        .saturating_add(t - now_ms)
+    };
+    Outcome {
+        decision: Decision {
+            limit: quota.capacity(),
+            remaining: sat_u64(level / PICO),
+            retry: Retry::Now,
+            reset_after_ms: reset,
+        },
+        new_state: Some(TokenBucketState::new(level, t)),
     }
 }
 
@@ -242,6 +280,24 @@ mod tests {
         b.quota = quota(10, 1.0);
         let d = b.call(0, 1);
         assert_eq!((d.limit, d.remaining), (10, 9));
+    }
+
+    #[test]
+    fn a_refund_gives_back_but_never_above_capacity() {
+        let q = quota(10, 1.0);
+        let taken = step(None, &q, 0, 7).new_state;
+        let back = refund(taken, &q, 0, 3);
+        assert!(back.decision.allowed());
+        assert_eq!(back.decision.remaining, 6);
+        assert_eq!(back.decision.reset_after_ms, 4_000);
+        let over = refund(back.new_state, &q, 0, 1_000);
+        assert_eq!(over.decision.remaining, 10);
+        assert_eq!(over.decision.reset_after_ms, 0);
+        assert_eq!(
+            over.new_state.map(|s| s.level()),
+            Some(10 * PICO),
+            "capped at capacity"
+        );
     }
 
     proptest! {

@@ -8,7 +8,9 @@ use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisStr
 use super::args::{self, Call};
 use super::datatype::{LimiterKey, SETSTATE};
 use super::{clock, config, info};
-use crate::limiter::{self, ApplyError, Decision, Quota, Retry, State};
+use crate::limiter::limits::{combine, Limit, LimitsOutcome};
+use crate::limiter::state::Kind;
+use crate::limiter::{self, ApplyError, Decision, Retry, State};
 
 /// Keys never live longer than this (~1,115 years), whatever a quota says,
 /// so absolute expiry times cannot overflow.
@@ -78,30 +80,25 @@ fn run(
     let Some(key) = key else {
         return Err(RedisError::Str("ERR missing key"));
     };
-    check_exact_log_size(&call.quota)?;
+    call.quota
+        .check_exact_log(config::exact_max_log())
+        .map_err(RedisError::String)?;
 
     let now = clock::now_ms();
     let mut lk = LimiterKey::open(ctx, key);
     let stored = lk.state()?;
+    let called = Kind::Algorithm(call.quota.algorithm());
     let outcome = limiter::apply(stored.as_deref(), &call.quota, now, call.cost)
-        .map_err(|e| apply_error(e, &call.quota))?;
+        .map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
-        let ttl = outcome.decision.reset_after_ms.clamp(1, MAX_TTL_MS);
-        let at = now.saturating_add(ttl);
-        let payload = state.encoded();
-        match stored {
-            // In place: keeps the allocation.
-            Some(slot) => *slot = state,
-            None => lk.replace(state)?,
-        }
-        lk.expire_at(at, ttl);
-        replicate(ctx, key, payload.as_slice(), at);
-        // SAFETY: ctx and key are valid for this command.
-        unsafe {
-            if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-                signal(ctx.ctx, key.inner);
-            }
-        }
+        commit(
+            ctx,
+            &mut lk,
+            key,
+            state,
+            now,
+            outcome.decision.reset_after_ms,
+        )?;
     }
     drop(lk);
     counters.record(outcome.decision.allowed());
@@ -109,23 +106,94 @@ fn run(
     Ok(RedisValue::NoReply)
 }
 
-/// Refuses `EXACT` quotas whose log could outgrow `ratelimit.exact-max-log`.
-fn check_exact_log_size(quota: &Quota) -> Result<(), RedisError> {
-    if let Quota::SlidingExact(q) = quota {
-        // At most one entry per millisecond, and one per granted unit.
-        let worst = q.limit().min(q.window_ms());
-        let max = config::exact_max_log();
-        if worst > max {
-            return Err(RedisError::String(format!(
-                "ERR RL.SLIDING EXACT with limit {} could keep {worst} log entries, above ratelimit.exact-max-log ({max}): use APPROX, or raise it with CONFIG SET ratelimit.exact-max-log",
-                q.limit()
-            )));
+/// `RL.LIMITS key cost spec [spec ...]`
+pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    let [_, key, rest @ ..] = argv.as_slice() else {
+        return Err(RedisError::String(args::arity_error(
+            rl_grammar::USAGE_LIMITS,
+        )));
+    };
+    // The arguments as byte slices, on the stack for every call that can be
+    // valid (a cost and at most MAX_LIMITS specs of at most 9 words each).
+    const MOST_WORDS: usize = 1 + 9 * rl_grammar::MAX_LIMITS;
+    let mut slots: [&[u8]; MOST_WORDS] = [&[]; MOST_WORDS];
+    let heap: Vec<&[u8]>;
+    let words: &[&[u8]] = if rest.len() <= MOST_WORDS {
+        for (slot, arg) in slots.iter_mut().zip(rest) {
+            *slot = arg.as_slice();
+        }
+        slots.get(..rest.len()).unwrap_or_default()
+    } else {
+        // Too long to be valid: the parser says why.
+        heap = rest.iter().map(RedisString::as_slice).collect();
+        &heap
+    };
+    let (cost, specs) = rl_grammar::parse_limits_borrowed(words).map_err(RedisError::String)?;
+    let max_log = config::exact_max_log();
+    let mut limits = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        spec.quota.check_exact_log(max_log).map_err(|e| {
+            let why = e.strip_prefix("ERR ").unwrap_or(&e);
+            RedisError::String(format!("ERR limit #{}: {why}", i + 1))
+        })?;
+        limits.push(Limit {
+            name: spec.name.map(rl_grammar::name_hash),
+            quota: spec.quota,
+            cost: spec.cost_in(cost),
+            shadow: spec.shadow,
+        });
+    }
+
+    let now = clock::now_ms();
+    let mut lk = LimiterKey::open(ctx, key);
+    let stored = match lk.state()? {
+        None => None,
+        Some(State::Limits(s)) => Some(&*s),
+        Some(other) => {
+            let e = ApplyError::WrongKind {
+                stored: other.kind(),
+                called: Kind::Limits,
+            };
+            return Err(apply_error(e, Kind::Limits));
+        }
+    };
+    let mut outcome = combine(stored, &limits, now).map_err(|e| apply_error(e, Kind::Limits))?;
+    if let Some(state) = outcome.new_state.take() {
+        let reset = outcome.reset_after_ms();
+        commit(ctx, &mut lk, key, State::Limits(state), now, reset)?;
+    }
+    drop(lk);
+    info::LIMITS.record(outcome.allowed);
+    reply_limits(ctx, &outcome);
+    Ok(RedisValue::NoReply)
+}
+
+/// Stores a new state with its absolute expiry (`reset_after_ms` from
+/// `now`), replicates it and signals the change.
+fn commit(
+    ctx: &Context,
+    lk: &mut LimiterKey,
+    key: &RedisString,
+    state: State,
+    now: u64,
+    reset_after_ms: u64,
+) -> Result<(), RedisError> {
+    let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
+    let at = now.saturating_add(ttl);
+    let payload = state.encoded();
+    lk.store(state)?;
+    lk.expire_at(at, ttl);
+    replicate(ctx, key, payload.as_slice(), at);
+    // SAFETY: ctx and key are valid for this command.
+    unsafe {
+        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+            signal(ctx.ctx, key.inner);
         }
     }
     Ok(())
 }
 
-fn apply_error(e: ApplyError, quota: &Quota) -> RedisError {
+fn apply_error(e: ApplyError, called: Kind) -> RedisError {
     match e {
         ApplyError::WrongKind { stored, called } => RedisError::String(format!(
             "WRONGTYPE key holds {} state, not {}: use that command on it, or DEL the key",
@@ -134,7 +202,7 @@ fn apply_error(e: ApplyError, quota: &Quota) -> RedisError {
         )),
         ApplyError::Corrupt(d) => RedisError::String(format!(
             "ERR {} state is damaged ({d}): DEL the key",
-            quota.kind().command()
+            called.command()
         )),
     }
 }
@@ -163,37 +231,45 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn reply(ctx: &Context, d: &Decision, shape: Shape) {
+/// The five `RL.*` reply fields of a decision.
+fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
+    [
+        (c"allowed", i64::from(d.allowed())),
+        (c"limit", to_i64(d.limit)),
+        (c"remaining", to_i64(d.remaining)),
+        (c"retry_after_ms", d.retry_after_ms()),
+        (c"reset_after_ms", to_i64(d.reset_after_ms)),
+    ]
+}
+
+/// Replies with named integers: a map under RESP3, an array under RESP2
+/// (`extra` more elements follow, written by the caller).
+fn reply_fields(ctx: &Context, fields: &[(&CStr, i64)], extra: usize) {
     let c = ctx.ctx;
-    match shape {
-        Shape::Rl => {
-            let fields: [(&CStr, i64); 5] = [
-                (c"allowed", i64::from(d.allowed())),
-                (c"limit", to_i64(d.limit)),
-                (c"remaining", to_i64(d.remaining)),
-                (c"retry_after_ms", d.retry_after_ms()),
-                (c"reset_after_ms", to_i64(d.reset_after_ms)),
-            ];
-            if ctx.get_flags().contains(ContextFlags::FLAGS_RESP3) {
-                raw::reply_with_map(c, 5);
-                for (name, v) in fields {
-                    raw::reply_with_simple_string(c, name.as_ptr());
-                    raw::reply_with_long_long(c, v);
-                }
-            } else {
-                raw::reply_with_array(c, 5);
-                for (_, v) in fields {
-                    raw::reply_with_long_long(c, v);
-                }
-            }
+    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
+    if resp3 {
+        raw::reply_with_map(c, (fields.len() + extra) as _);
+    } else {
+        raw::reply_with_array(c, (fields.len() + extra) as _);
+    }
+    for (name, v) in fields {
+        if resp3 {
+            raw::reply_with_simple_string(c, name.as_ptr());
         }
+        raw::reply_with_long_long(c, *v);
+    }
+}
+
+fn reply(ctx: &Context, d: &Decision, shape: Shape) {
+    match shape {
+        Shape::Rl => reply_fields(ctx, &fields(d), 0),
         Shape::Cell => {
             let secs = |ms: u64| to_i64(ms.div_ceil(1000));
             let retry = match d.retry {
                 Retry::After(ms) => secs(ms),
                 Retry::Now | Retry::Never => -1,
             };
-            raw::reply_with_array(c, 5);
+            raw::reply_with_array(ctx.ctx, 5);
             for v in [
                 i64::from(!d.allowed()),
                 to_i64(d.limit),
@@ -201,9 +277,28 @@ fn reply(ctx: &Context, d: &Decision, shape: Shape) {
                 retry,
                 secs(d.reset_after_ms),
             ] {
-                raw::reply_with_long_long(c, v);
+                raw::reply_with_long_long(ctx.ctx, v);
             }
         }
+    }
+}
+
+/// `RL.LIMITS`' reply: the binding limit's five fields, `binding`, and
+/// `limits` (one five-field reply per limit, in the call's order).
+fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
+    let c = ctx.ctx;
+    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
+    reply_fields(ctx, &fields(&out.summary()), 2);
+    if resp3 {
+        raw::reply_with_simple_string(c, c"binding".as_ptr());
+    }
+    raw::reply_with_long_long(c, out.binding as i64);
+    if resp3 {
+        raw::reply_with_simple_string(c, c"limits".as_ptr());
+    }
+    raw::reply_with_array(c, out.decisions.len() as _);
+    for d in &out.decisions {
+        reply_fields(ctx, &fields(d), 0);
     }
 }
 

@@ -194,6 +194,18 @@ impl LimiterKey {
         }
     }
 
+    /// Stores `state`: in place when the key holds a limiter (keeps the
+    /// allocation), else as a new value.
+    pub fn store(&mut self, state: State) -> Result<(), RedisError> {
+        match self.state()? {
+            Some(slot) => {
+                *slot = state;
+                Ok(())
+            }
+            None => self.replace(state),
+        }
+    }
+
     /// Stores `state` whatever the key held before.
     pub fn replace(&mut self, state: State) -> Result<(), RedisError> {
         let value = Box::into_raw(Box::new(state)).cast::<c_void>();

@@ -38,13 +38,14 @@ pub static TOKENBUCKET: Counters = Counters::new("tokenbucket");
 pub static FIXEDWINDOW: Counters = Counters::new("fixedwindow");
 pub static SLIDING: Counters = Counters::new("sliding");
 pub static THROTTLE: Counters = Counters::new("throttle");
+pub static LIMITS: Counters = Counters::new("limits");
 
 /// Fills the module's `INFO` section (`INFO ratelimit`).
 pub fn add_info(ctx: &InfoContext, _for_crash_report: bool) {
     if raw::add_info_section(ctx.ctx, None) == raw::Status::Err {
         return;
     }
-    for c in [&TOKENBUCKET, &FIXEDWINDOW, &SLIDING, &THROTTLE] {
+    for c in [&TOKENBUCKET, &FIXEDWINDOW, &SLIDING, &THROTTLE, &LIMITS] {
         for (field, value) in [
             ("calls", &c.calls),
             ("allowed", &c.allowed),

@@ -8,6 +8,8 @@ pub const MAX_COUNT: u64 = i64::MAX as u64;
 pub const MAX_WINDOW_MS: u64 = 1_000_000_000_000;
 /// Rates are kept in nano-tokens per second (nine decimal places, exact).
 pub const RATE_SCALE: u64 = 1_000_000_000;
+/// Default of `ratelimit.exact-max-log`: the most entries an `EXACT` log keeps.
+pub const EXACT_MAX_LOG_DEFAULT: u64 = 4096;
 
 /// Why a quota could not be built. The glue turns these into `ERR` replies
 /// that name the argument.
@@ -99,6 +101,91 @@ pub enum Quota {
     FixedWindow(WindowQuota),
     SlidingExact(WindowQuota),
     SlidingApprox(WindowQuota),
+}
+
+/// Which algorithm a quota (or a stored state) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    TokenBucket,
+    FixedWindow,
+    SlidingExact,
+    SlidingApprox,
+}
+
+impl Algorithm {
+    /// How users call it, for error messages.
+    pub fn command(self) -> &'static str {
+        match self {
+            Algorithm::TokenBucket => "RL.TOKENBUCKET",
+            Algorithm::FixedWindow => "RL.FIXEDWINDOW",
+            Algorithm::SlidingExact => "RL.SLIDING EXACT",
+            Algorithm::SlidingApprox => "RL.SLIDING APPROX",
+        }
+    }
+}
+
+impl Quota {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Quota::TokenBucket(_) => Algorithm::TokenBucket,
+            Quota::FixedWindow(_) => Algorithm::FixedWindow,
+            Quota::SlidingExact(_) => Algorithm::SlidingExact,
+            Quota::SlidingApprox(_) => Algorithm::SlidingApprox,
+        }
+    }
+
+    /// The capacity or limit: the most units one call can ever get.
+    pub fn limit(&self) -> u64 {
+        match self {
+            Quota::TokenBucket(q) => q.capacity(),
+            Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+        }
+    }
+
+    /// Refuses an `EXACT` quota whose log could outgrow `max_log` entries
+    /// (`ratelimit.exact-max-log`): at most one entry per millisecond, and
+    /// one per granted unit.
+    pub fn check_exact_log(&self, max_log: u64) -> Result<(), String> {
+        if let Quota::SlidingExact(q) = self {
+            let worst = q.limit().min(q.window_ms());
+            if worst > max_log {
+                return Err(format!(
+                    "ERR RL.SLIDING EXACT with limit {} could keep {worst} log entries, above ratelimit.exact-max-log ({max_log}): use APPROX, or raise it with CONFIG SET ratelimit.exact-max-log",
+                    q.limit()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The words of this quota in an `RL.LIMITS` spec, e.g.
+    /// `TOKENBUCKET 10 0.5` or `SLIDING 100 60 APPROX`.
+    pub fn args(&self) -> Vec<String> {
+        use crate::number::{format_rate, format_window};
+        match self {
+            Quota::TokenBucket(q) => vec![
+                "TOKENBUCKET".into(),
+                q.capacity().to_string(),
+                format_rate(q.rate_nano()),
+            ],
+            Quota::FixedWindow(q) => vec![
+                "FIXEDWINDOW".into(),
+                q.limit().to_string(),
+                format_window(q.window_ms()),
+            ],
+            Quota::SlidingExact(q) | Quota::SlidingApprox(q) => vec![
+                "SLIDING".into(),
+                q.limit().to_string(),
+                format_window(q.window_ms()),
+                if matches!(self, Quota::SlidingExact(_)) {
+                    "EXACT"
+                } else {
+                    "APPROX"
+                }
+                .into(),
+            ],
+        }
+    }
 }
 
 #[cfg(test)]
