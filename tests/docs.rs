@@ -397,6 +397,36 @@ fn api_shim_readme_marked_blocks_run_as_documented() {
 }
 
 #[test]
+fn the_quick_start_has_a_transcript_and_a_wrong_value_fails_it() {
+    let blocks = marked_blocks("README.md");
+    let quick = &blocks[0];
+    let transcript = quick
+        .transcript
+        .as_deref()
+        .expect("the quick start is followed by a transcript");
+    let cmd = transcript
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("$ "))
+        .expect("$ command");
+    let shown: Vec<String> = transcript.lines().skip(1).map(shown_value).collect();
+    // What redis-cli prints without a terminal: one raw value per line.
+    let ran = |output: String| {
+        vec![Ran {
+            command: cmd.replace("6379", "7001"),
+            output,
+        }]
+    };
+    check_transcript(quick, transcript, &ran(shown.join("\n")));
+    let mut wrong = shown.clone();
+    wrong[2] = "8".to_string();
+    let caught = std::panic::catch_unwind(|| {
+        check_transcript(quick, transcript, &ran(wrong.join("\n")));
+    });
+    assert!(caught.is_err(), "a different remaining must fail the check");
+}
+
+#[test]
 fn ports_are_replaced_only_as_whole_numbers() {
     assert_eq!(
         replace_port("-p 6379 :6379/ 63790 16379 6379", 6379, 7001),
