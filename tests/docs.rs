@@ -186,7 +186,13 @@ fn group_listens(pgid: u32) -> bool {
 
 struct Ran {
     command: String,
-    output: String,
+    log: PathBuf,
+}
+
+impl Ran {
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 /// Everything one block started; killed (process groups) and stopped
@@ -290,24 +296,22 @@ fn run_block(block: &Block) {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let output = std::fs::read_to_string(&log).unwrap_or_default();
-        println!("{}: $ {command}\n{output}", block.at);
-        ran.push(Ran { command, output });
+        // Read at the end: a server keeps appending to its log.
+        ran.push(Ran { command, log });
     }
 
     for r in &ran {
-        for status in r
-            .output
+        let output = r.output();
+        for status in output
             .lines()
             .filter(|l| l.starts_with("HTTP/"))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u16>().ok())
         {
             assert!(
                 status < 500,
-                "{}: `{}` answered {status}:\n{}",
+                "{}: `{}` answered {status}:\n{output}",
                 block.at,
-                r.command,
-                r.output
+                r.command
             );
         }
     }
@@ -365,7 +369,7 @@ fn check_transcript(block: &Block, transcript: &str, ran: &[Ran]) {
                 )
             });
         let printed: Vec<String> = r
-            .output
+            .output()
             .lines()
             .map(shown_value)
             .filter(|l| !l.is_empty())
@@ -411,10 +415,12 @@ fn the_quick_start_has_a_transcript_and_a_wrong_value_fails_it() {
         .expect("$ command");
     let shown: Vec<String> = transcript.lines().skip(1).map(shown_value).collect();
     // What redis-cli prints without a terminal: one raw value per line.
+    let log = std::env::temp_dir().join(format!("rl-doctest-unit-{}", std::process::id()));
     let ran = |output: String| {
+        std::fs::write(&log, output).expect("write log");
         vec![Ran {
             command: cmd.replace("6379", "7001"),
-            output,
+            log: log.clone(),
         }]
     };
     check_transcript(quick, transcript, &ran(shown.join("\n")));
@@ -423,6 +429,7 @@ fn the_quick_start_has_a_transcript_and_a_wrong_value_fails_it() {
     let caught = std::panic::catch_unwind(|| {
         check_transcript(quick, transcript, &ran(wrong.join("\n")));
     });
+    let _ = std::fs::remove_file(&log);
     assert!(caught.is_err(), "a different remaining must fail the check");
 }
 
