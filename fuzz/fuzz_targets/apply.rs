@@ -12,11 +12,13 @@
 //! Each call uses the state the previous one stored. Checks: no panic;
 //! `remaining <= limit`; `limit` is the quota's; an error is only a kind
 //! mismatch (never `Corrupt` for a state that decoded); every state to store
-//! survives the RDB round trip (`decode(to_bytes(s)) == Ok(s)`).
+//! survives the RDB round trip (`decode(to_bytes(s)) == Ok(s)`); the time
+//! rule: no wait and no reset beyond the quota's full reset time.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::state::HORIZON_MS;
 use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
 
 #[path = "common.rs"]
@@ -35,6 +37,19 @@ fn quota_limit(q: &Quota) -> u64 {
     match q {
         Quota::TokenBucket(q) => q.capacity(),
         Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+    }
+}
+
+/// The quota's full reset time: the time rule's bound on every wait.
+fn full_reset(q: &Quota) -> u64 {
+    match q {
+        Quota::TokenBucket(q) => {
+            let pico = redis_ratelimit::limiter::token_bucket::PICO;
+            let ms = (u128::from(q.capacity()) * pico).div_ceil(u128::from(q.rate_nano()));
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        }
+        Quota::FixedWindow(q) | Quota::SlidingExact(q) => q.window_ms(),
+        Quota::SlidingApprox(q) => 2 * q.window_ms(),
     }
 }
 
@@ -65,7 +80,8 @@ fuzz_target!(|data: &[u8]| {
     let quota = call.quota;
     for i in 0..steps {
         let at = HEADER + i * STEP;
-        let now_ms = u64_at(data, at);
+        // A server clock never passes the horizon the decoder enforces.
+        let now_ms = u64_at(data, at) % (HORIZON_MS + 1);
         // Any i64 but i64::MIN (the grammar's range): refunds included.
         let cost = (u64_at(data, at + 8) as i64).max(-i64::MAX);
         let out = match limiter::apply(stored.as_ref(), &quota, now_ms, cost) {
@@ -90,6 +106,11 @@ fuzz_target!(|data: &[u8]| {
             d.limit
         );
         assert_eq!(d.limit, quota_limit(&quota), "{d:?} for {quota:?}");
+        let full = full_reset(&quota);
+        assert!(
+            d.reset_after_ms <= full && d.retry_after_ms() <= full as i64,
+            "beyond the full reset {full}: {d:?} (state {stored:?}, quota {quota:?}, now {now_ms})"
+        );
         if let Some(next) = out.new_state {
             assert_eq!(
                 next.kind(),

@@ -56,6 +56,18 @@ pub fn step(
     }
 }
 
+/// The time rule: a window that starts after `now_ms` (the clock stepped
+/// back, or the state came from a server whose clock ran ahead) is read as
+/// the current aligned window with the same count, so it ends within one
+/// window. `None`: the state is within the rule.
+pub fn settle(s: &FixedWindowState, quota: &WindowQuota, now_ms: u64) -> Option<FixedWindowState> {
+    let w = quota.window_ms();
+    (s.start_ms > now_ms).then(|| FixedWindowState {
+        start_ms: now_ms - now_ms % w,
+        count: s.count,
+    })
+}
+
 /// A refund: takes `units` back off the current window's count, never
 /// below zero. A window that is over has nothing left to refund.
 pub fn refund(

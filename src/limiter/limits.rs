@@ -3,9 +3,10 @@
 //! [`combine`] is a pure function over the single-algorithm steps: every
 //! limit is evaluated against its stored state, the call is granted only if
 //! every enforced (non-shadow) limit grants its cost, and only then does any
-//! limit consume. A denied call returns no new state at all, so nothing is
-//! written, dirtied or replicated and no limit's quota is burnt by another's
-//! denial.
+//! limit consume. A denied call consumes nothing: it returns no new state, so
+//! nothing is written, dirtied or replicated and no limit's quota is burnt by
+//! another's denial (the one exception: states the time rule settles, see
+//! `super::settle`, are stored unconsumed).
 //!
 //! Stored states are matched to the call's limits by name (a 32-bit hash of
 //! `NAME`) or, for unnamed limits, by position; a limit whose algorithm
@@ -184,20 +185,24 @@ pub fn combine(
 
     if !allowed {
         // Nothing is consumed: every limit reports its own verdict on the
-        // untouched state.
+        // untouched state, and keeps only what the time rule settled.
         for (limit, e) in limits.iter().zip(evaluated.iter_mut()) {
+            let untouched = apply(e.prior, &limit.quota, now_ms, 0)?;
             if e.new_state.is_some() {
-                let untouched = apply(e.prior, &limit.quota, now_ms, 0)?.decision;
                 e.decision = Decision {
                     retry: e.decision.retry,
-                    ..untouched
+                    ..untouched.decision
                 };
             }
+            e.new_state = untouched.new_state;
         }
     }
     let decisions: Vec<Decision> = evaluated.iter().map(|e| e.decision).collect();
     let binding = binding(limits, &decisions);
-    let new_state = (allowed && writes).then(|| LimitsState {
+    // A state the time rule settled (see `apply`) is stored even by a call
+    // that otherwise writes nothing, so the key's TTL follows.
+    let settled = evaluated.iter().any(|e| e.new_state.is_some());
+    let new_state = ((allowed && writes) || settled).then(|| LimitsState {
         entries: limits
             .iter()
             .zip(evaluated)

@@ -14,7 +14,8 @@
 
 use super::decision::{sat_u64, Decision, Outcome, Retry};
 use super::quota::WindowQuota;
-use super::state::{read_varint, write_varint, DecodeError, Sink};
+use super::quota::MAX_COUNT;
+use super::state::{read_varint, write_varint, DecodeError, Sink, HORIZON_MS};
 
 /// A compact log of `(time_ms, count)` entries, oldest first, times strictly
 /// increasing and counts above zero.
@@ -55,8 +56,8 @@ impl ExactLog {
         &self.packed
     }
 
-    /// Checks and adopts packed bytes: well-formed varints, increasing times,
-    /// non-zero counts. An empty log is valid (a refund can empty one).
+    /// Checks and adopts packed bytes: well-formed varints, increasing times
+    /// up to [`HORIZON_MS`], counts from 1 to `MAX_COUNT`. An empty log is valid (a refund can empty one).
     pub fn from_packed(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut log = Self {
             packed: bytes.into(),
@@ -64,7 +65,15 @@ impl ExactLog {
         };
         let mut n = 0u32;
         for e in log.iter() {
-            e?;
+            let (ts, count) = e?;
+            // Times past the horizon and counts no limit reaches are forged:
+            // near u64::MAX, `ts + window` saturates and nothing would count.
+            if ts > HORIZON_MS {
+                return Err(DecodeError::BeyondHorizon);
+            }
+            if count > MAX_COUNT {
+                return Err(DecodeError::Invalid);
+            }
             n = n.checked_add(1).ok_or(DecodeError::Invalid)?;
         }
         log.len = n;
@@ -88,6 +97,15 @@ impl ExactLog {
     /// Heap bytes held, for `MEMORY USAGE`.
     pub fn heap_size(&self) -> usize {
         self.packed.len()
+    }
+
+    /// The newest entry's time (`None`: an empty log).
+    pub fn last(&self) -> Result<Option<u64>, DecodeError> {
+        let mut newest = None;
+        for e in self.iter() {
+            newest = Some(e?.0);
+        }
+        Ok(newest)
     }
 }
 
@@ -264,6 +282,32 @@ fn append(
     })
 }
 
+/// The time rule for `EXACT`: entries stamped after `now_ms` (the clock
+/// stepped back, or the state came from a server whose clock ran ahead) are
+/// merged into one entry at `now_ms`, so every unit leaves the window within
+/// one window. `None`: the log is within the rule.
+pub fn settle_exact(log: &ExactLog, now_ms: u64) -> Result<Option<ExactLog>, DecodeError> {
+    match log.last()? {
+        Some(newest) if newest > now_ms => {}
+        _ => return Ok(None),
+    }
+    let mut entries = Vec::with_capacity(log.len());
+    let mut ahead = 0u64;
+    for e in log.iter() {
+        let (ts, c) = e?;
+        if ts > now_ms {
+            ahead = ahead.saturating_add(c);
+        } else {
+            entries.push((ts, c));
+        }
+    }
+    match entries.last_mut() {
+        Some(last) if last.0 == now_ms => last.1 = last.1.saturating_add(ahead).min(MAX_COUNT),
+        _ => entries.push((now_ms, ahead.min(MAX_COUNT))),
+    }
+    Ok(Some(ExactLog::from_entries(&entries)))
+}
+
 /// An `EXACT` refund: takes `units` back from the newest entries still in
 /// the window (the grants a reserve-then-refund caller just made), never below
 /// zero used. Entries that left the window are dropped as on every write.
@@ -436,6 +480,21 @@ pub fn refund_approx(
         decision: step_approx(Some(s), quota, now_ms, 0).decision,
         new_state: Some(s),
     }
+}
+
+/// The time rule for `APPROX`: counters whose window starts after `now_ms`
+/// are read as the current aligned window's, so they are gone within two
+/// windows (the approximation's own full reset). `None`: within the rule.
+pub fn settle_approx(
+    s: &SlidingApproxState,
+    quota: &WindowQuota,
+    now_ms: u64,
+) -> Option<SlidingApproxState> {
+    let w = quota.window_ms();
+    (s.start_ms > now_ms).then(|| SlidingApproxState {
+        start_ms: now_ms - now_ms % w,
+        ..*s
+    })
 }
 
 /// The stored counters as of the aligned window holding `now_ms`: the

@@ -80,14 +80,23 @@ pub fn step(
     }
     if needed <= level {
         let left = level - needed;
+        // Fewer tokens shorten how far ahead the stamp may stay (the time
+        // rule, see `settle`): the reset never exceeds capacity / rate.
+        let after = TokenBucketState::new(left, t);
+        let after = settle(&after, quota, now_ms).unwrap_or(after);
+        let reset = if left >= capacity {
+            0
+        } else {
+            sat_u64(div_ceil_u128(capacity - left, rate)).saturating_add(after.at_ms - now_ms)
+        };
         return Outcome {
             decision: Decision {
                 limit: quota.capacity(),
                 remaining: remaining(left),
                 retry: Retry::Now,
-                reset_after_ms: reset_after(left),
+                reset_after_ms: reset,
             },
-            new_state: (cost > 0).then_some(TokenBucketState::new(left, t)),
+            new_state: (cost > 0).then_some(after),
         };
     }
     let wait = sat_u64(div_ceil_u128(needed - level, rate)).saturating_add(skew);
@@ -114,6 +123,29 @@ fn level_at(prev: Option<TokenBucketState>, quota: &TokenBucketQuota, now_ms: u6
             (s.level().saturating_add(refill).min(capacity), t)
         }
     }
+}
+
+/// The time rule: a bucket stamped later than `now_ms` (the clock stepped
+/// back, or the state came from a server whose clock ran ahead) keeps its
+/// level and refills nothing until its stamp, but the stamp is moved back to
+/// at most the time its own tokens would take to drain at `rate`. The full
+/// reset from `now_ms` is then at most `capacity / rate`: no step of the
+/// clock turns into a longer lockout. `None`: the state is within the rule.
+pub fn settle(
+    s: &TokenBucketState,
+    quota: &TokenBucketQuota,
+    now_ms: u64,
+) -> Option<TokenBucketState> {
+    if s.at_ms <= now_ms {
+        return None;
+    }
+    let capacity = u128::from(quota.capacity()) * PICO;
+    let level = s.level().min(capacity);
+    // floor(level / rate) ms: with the ceiled refill time of the rest, the
+    // reset stays within ceil(capacity / rate).
+    let slack = sat_u64(level / u128::from(quota.rate_nano()).max(1));
+    let latest = now_ms.saturating_add(slack);
+    (s.at_ms > latest).then(|| TokenBucketState::new(s.level(), latest))
 }
 
 /// A refund: gives `units` tokens back, never above `capacity`. Always
