@@ -1,0 +1,312 @@
+//! The second reliability round (issue 13) on real servers: a clock that ran
+//! ahead, forged states, ACLs.
+
+mod common;
+#[path = "common/payload.rs"]
+mod payload;
+
+use common::{error_text, ok, Flavor, Server};
+use payload::{
+    approx_body, dump_of, exact_body, fixed_window_body, limits, single, token_bucket_body,
+};
+
+const YEAR_MS: u64 = 365 * 24 * 3_600 * 1_000;
+/// 10000-01-01T00:00:00Z: the decoder's horizon.
+const HORIZON_MS: u64 = 253_402_300_800_000;
+
+/// The server's clock, in ms.
+fn server_ms(c: &mut redis::Connection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(c).expect("TIME");
+    s * 1_000 + us / 1_000
+}
+
+/// A `DUMP` of a limiter key of this server, to build payloads on.
+fn template(c: &mut redis::Connection) -> Vec<u8> {
+    ok(c, "RL.TOKENBUCKET template 10 1 1");
+    redis::cmd("DUMP").arg("template").query(c).expect("DUMP")
+}
+
+fn restore(
+    c: &mut redis::Connection,
+    key: &str,
+    ttl_ms: u64,
+    payload: &[u8],
+) -> Result<(), String> {
+    redis::cmd("RESTORE")
+        .arg(key)
+        .arg(ttl_ms)
+        .arg(payload)
+        .query::<()>(c)
+        .map_err(|e| error_text(&e))
+}
+
+/// The five leading fields of any limiter reply (`RL.LIMITS` adds two).
+fn fields(c: &mut redis::Connection, line: &str) -> common::Reply {
+    let v: Vec<redis::Value> = common::cmd(line)
+        .query(c)
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    let n: Vec<i64> = v
+        .iter()
+        .take(5)
+        .map(|x| match x {
+            redis::Value::Int(i) => *i,
+            other => panic!("{line}: {other:?}"),
+        })
+        .collect();
+    common::Reply {
+        allowed: n[0],
+        limit: n[1],
+        remaining: n[2],
+        retry_after_ms: n[3],
+        reset_after_ms: n[4],
+    }
+}
+
+fn pttl(c: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(c).expect("PTTL")
+}
+
+/// Finding 1: limiters touched while the clock was a year ahead (here: their
+/// states restored as that clock left them, with a year-long TTL), then used
+/// with the real clock. Every algorithm and `RL.LIMITS` still counts what was
+/// used, but waits at most its full reset, and the key's TTL follows.
+fn a_clock_that_ran_a_year_ahead_locks_no_one_out(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    let tpl = template(&mut c);
+    let ahead = server_ms(&mut c) + YEAR_MS;
+    let aligned = ahead - ahead % 10_000;
+    // (call, state as the clock a year ahead left it, full reset in ms)
+    let cases: [(&str, Vec<u8>, i64); 5] = [
+        (
+            "RL.TOKENBUCKET tb 5 0.5 1",
+            single(token_bucket_body(0, ahead)),
+            10_000,
+        ),
+        (
+            "RL.FIXEDWINDOW fw 5 10 1",
+            single(fixed_window_body(aligned, 5)),
+            10_000,
+        ),
+        (
+            "RL.SLIDING se 5 10 1",
+            single(exact_body(&[(ahead - 5, 2), (ahead, 3)], false)),
+            10_000,
+        ),
+        (
+            "RL.SLIDING sa 5 10 1 APPROX",
+            single(approx_body(aligned, 0, 5)),
+            20_000,
+        ),
+        (
+            "RL.LIMITS li 1 TOKENBUCKET 5 0.5 SLIDING 5 10",
+            limits(&[token_bucket_body(0, ahead), exact_body(&[(ahead, 5)], true)]),
+            10_000,
+        ),
+    ];
+    for (line, state, full) in cases {
+        let key = line.split_whitespace().nth(1).expect("key");
+        restore(&mut c, key, YEAR_MS, &dump_of(&tpl, &state))
+            .unwrap_or_else(|e| panic!("{line}: a state ahead of the clock loads: {e}"));
+        assert!(
+            pttl(&mut c, key) > full,
+            "{line}: restored with a year to live"
+        );
+        let r = fields(&mut c, line);
+        assert_eq!(r.allowed, 0, "{line}: what was used ahead still counts");
+        assert!(
+            r.retry_after_ms > 0 && r.retry_after_ms <= full,
+            "{line}: waits {} ms, more than its full reset {full}",
+            r.retry_after_ms
+        );
+        assert!(r.reset_after_ms <= full, "{line}: {r:?}");
+        let ttl = pttl(&mut c, key);
+        assert!(
+            ttl > 0 && ttl <= full,
+            "{line}: the key lives {ttl} ms, more than its full reset {full}"
+        );
+        // The settled state is what the next call sees: still no longer.
+        let again = fields(&mut c, line);
+        assert!(again.retry_after_ms <= full, "{line}: {again:?}");
+    }
+}
+
+/// A replica gets the settled state and TTL, not the year-ahead one.
+fn a_settled_state_reaches_the_replica(f: Flavor) {
+    let s = Server::start(f);
+    let r = s.replica();
+    let mut c = s.conn();
+    let tpl = template(&mut c);
+    let ahead = server_ms(&mut c) + YEAR_MS;
+    let state = dump_of(&tpl, &single(token_bucket_body(0, ahead)));
+    restore(&mut c, "tb", YEAR_MS, &state).expect("loads");
+    let d = ok(&mut c, "RL.TOKENBUCKET tb 5 0.5 1");
+    assert!(d.retry_after_ms <= 10_000, "{d:?}");
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query(&mut c)
+        .expect("WAIT");
+    assert_eq!(acked, 1);
+    let mut rc = r.conn();
+    assert_eq!(
+        common::snapshot(&mut c, "tb"),
+        common::snapshot(&mut rc, "tb")
+    );
+    assert!(pttl(&mut rc, "tb") <= 10_000);
+}
+
+/// Finding 3: an `EXACT` log at 2^64 - 2 and 2^64 - 1 ms granted 200 calls
+/// of 200 with a limit of 10. Such states, and every time past the year
+/// 10000, are refused on `RESTORE` (the RDB path); states merely ahead load.
+fn forged_states_beyond_the_horizon_are_refused(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    let tpl = template(&mut c);
+    let now = server_ms(&mut c);
+    let forged = [
+        single(exact_body(&[(u64::MAX - 1, 1), (u64::MAX, 1)], false)),
+        single(exact_body(&[(HORIZON_MS + 1, 1)], false)),
+        single(token_bucket_body(1, HORIZON_MS + 1)),
+        single(fixed_window_body(HORIZON_MS + 1, 1)),
+        single(approx_body(HORIZON_MS + 1, 1, 1)),
+        limits(&[exact_body(&[(u64::MAX, 1)], true)]),
+        // More units than any limit can hold.
+        single(fixed_window_body(now, u64::MAX)),
+    ];
+    for state in &forged {
+        let e = restore(&mut c, "forged", 0, &dump_of(&tpl, state))
+            .expect_err("a forged state is refused");
+        assert!(e.starts_with("ERR"), "{e}");
+        let n: i64 = redis::cmd("EXISTS")
+            .arg("forged")
+            .query(&mut c)
+            .expect("EXISTS");
+        assert_eq!(n, 0);
+    }
+    // At the horizon itself, and far ahead of the clock: loads, and counts.
+    restore(
+        &mut c,
+        "far",
+        0,
+        &dump_of(&tpl, &single(exact_body(&[(HORIZON_MS, 10)], false))),
+    )
+    .expect("a state at the horizon loads");
+    for _ in 0..20 {
+        let r = ok(&mut c, "RL.SLIDING far 10 1 1");
+        assert_eq!(r.allowed, 0, "{r:?}");
+        assert!(r.retry_after_ms <= 1_000, "{r:?}");
+    }
+}
+
+/// The categories a server lists for a command (`COMMAND INFO`, field 7).
+fn categories(c: &mut redis::Connection, command: &str) -> Vec<String> {
+    let info: Vec<redis::Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg(command)
+        .query(c)
+        .expect("COMMAND INFO");
+    let Some(redis::Value::Array(fields)) = info.first() else {
+        panic!("{command}: no COMMAND INFO: {info:?}");
+    };
+    match fields.get(6) {
+        Some(redis::Value::Array(cats)) | Some(redis::Value::Set(cats)) => cats
+            .iter()
+            .map(|v| match v {
+                redis::Value::SimpleString(s) => s.clone(),
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{command}: categories {other:?}"),
+    }
+}
+
+const LIMITER_COMMANDS: [&str; 5] = [
+    "RL.TOKENBUCKET k 5 1 1",
+    "RL.FIXEDWINDOW k 5 1 1",
+    "RL.SLIDING k 5 1 1",
+    "RL.LIMITS k 1 TOKENBUCKET 5 1",
+    "CL.THROTTLE k 5 10 60 1",
+];
+
+/// Runs every limiter command as `user` and returns the errors.
+fn errors_as(s: &Server, user: &str) -> Vec<String> {
+    let mut c = s.conn();
+    redis::cmd("AUTH")
+        .arg(user)
+        .arg("pw")
+        .query::<()>(&mut c)
+        .expect("AUTH");
+    LIMITER_COMMANDS
+        .iter()
+        .map(
+            |line| match common::cmd(line).query::<redis::Value>(&mut c) {
+                Ok(v) => format!("allowed: {v:?}"),
+                Err(e) => error_text(&e),
+            },
+        )
+        .collect()
+}
+
+/// Finding 4: where the server has the API (Valkey 8/9, Redis >= 7.2) every
+/// command is in `@write`, so `-@write` refuses them; everywhere, the rule the
+/// README gives for Redis 7.0 refuses them.
+fn acl_rules_refuse_the_limiter_commands(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    let readme_rule = "+@all -@write -rl.tokenbucket -rl.fixedwindow -rl.sliding -rl.limits -cl.throttle -rl.setstate";
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("ops")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*");
+    for rule in readme_rule.split_whitespace() {
+        setuser.arg(rule);
+    }
+    setuser.query::<()>(&mut c).expect("ACL SETUSER");
+    for e in errors_as(&s, "ops") {
+        assert!(e.starts_with("NOPERM"), "{e}");
+    }
+
+    let cats = categories(&mut c, "rl.tokenbucket");
+    if f == Flavor::Valkey {
+        assert!(cats.iter().any(|c| c == "@write"), "{cats:?}");
+    }
+    if cats.iter().any(|c| c == "@write") {
+        for name in [
+            "rl.fixedwindow",
+            "rl.sliding",
+            "rl.limits",
+            "cl.throttle",
+            "rl.setstate",
+        ] {
+            assert!(
+                categories(&mut c, name).contains(&"@write".to_string()),
+                "{name}"
+            );
+        }
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("reader")
+            .arg("on")
+            .arg(">pw")
+            .arg("~*")
+            .arg("+@all")
+            .arg("-@write")
+            .query::<()>(&mut c)
+            .expect("ACL SETUSER");
+        for e in errors_as(&s, "reader") {
+            assert!(e.starts_with("NOPERM"), "{e}");
+        }
+    }
+}
+
+on_both_servers!(
+    a_clock_that_ran_a_year_ahead_locks_no_one_out,
+    a_settled_state_reaches_the_replica,
+    forged_states_beyond_the_horizon_are_refused,
+    acl_rules_refuse_the_limiter_commands,
+);
