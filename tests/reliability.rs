@@ -304,7 +304,100 @@ fn acl_rules_refuse_the_limiter_commands(f: Flavor) {
     }
 }
 
+fn throttle(c: &mut redis::Connection, line: &str) -> [i64; 5] {
+    let v: Vec<i64> = common::cmd(line)
+        .query(c)
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    v.try_into().expect("five fields")
+}
+
+fn key_type(c: &mut redis::Connection, key: &str) -> String {
+    redis::cmd("TYPE").arg(key).query(c).expect("TYPE")
+}
+
+/// Finding 5: keys redis-cell left (a string holding its GCRA time in ns,
+/// with a TTL) are read by our `CL.THROTTLE`, which continues with the same
+/// remaining count and converts the key on its next write; a replica follows.
+fn redis_cell_keys_are_continued_and_converted(f: Flavor) {
+    let s = Server::start(f);
+    let replica = s.replica();
+    let mut c = s.conn();
+    let now_ns = server_ms(&mut c) * 1_000_000;
+    // `CL.THROTTLE key 15 30 60`: 16 tokens, one every 2 s. redis-cell
+    // stores tat = now + 7.9 s: 16 - 3.95 tokens, so 12 remain (and stay so
+    // for the next 1.9 s; the times below hold for 0.9 s of delay).
+    let set = |c: &mut redis::Connection, key: &str, ahead_ms: u64| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg((now_ns + ahead_ms * 1_000_000).to_string())
+            .arg("PX")
+            .arg(ahead_ms)
+            .query::<()>(c)
+            .expect("SET");
+    };
+    set(&mut c, "cell", 7_900);
+    assert_eq!(
+        throttle(&mut c, "CL.THROTTLE cell 15 30 60 0"),
+        [0, 16, 12, -1, 8]
+    );
+    assert_eq!(
+        key_type(&mut c, "cell"),
+        "string",
+        "an inspection writes nothing"
+    );
+    assert_eq!(
+        throttle(&mut c, "CL.THROTTLE cell 15 30 60 1"),
+        [0, 16, 11, -1, 10]
+    );
+    assert_eq!(key_type(&mut c, "cell"), "ratelimit", "converted on write");
+    let ttl = pttl(&mut c, "cell");
+    assert!((9_000..=9_900).contains(&ttl), "PTTL {ttl}");
+    assert_eq!(
+        throttle(&mut c, "CL.THROTTLE cell 15 30 60 1"),
+        [0, 16, 10, -1, 12]
+    );
+
+    // A full redis-cell bucket: denied, nothing written, its TTL kept.
+    set(&mut c, "full", 32_000);
+    assert_eq!(
+        throttle(&mut c, "CL.THROTTLE full 15 30 60 1"),
+        [1, 16, 0, 2, 32]
+    );
+    assert_eq!(key_type(&mut c, "full"), "string");
+
+    // Other strings, and the RL.* commands, still get WRONGTYPE.
+    redis::cmd("SET")
+        .arg("junk")
+        .arg("12ab")
+        .query::<()>(&mut c)
+        .expect("SET");
+    for line in [
+        "CL.THROTTLE junk 15 30 60 1",
+        "RL.TOKENBUCKET cell2 16 0.5 1",
+    ] {
+        if line.contains("cell2") {
+            set(&mut c, "cell2", 7_900);
+        }
+        let e = common::err(&mut c, line);
+        assert!(e.starts_with("WRONGTYPE"), "{line}: {e}");
+    }
+
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query(&mut c)
+        .expect("WAIT");
+    assert_eq!(acked, 1);
+    let mut rc = replica.conn();
+    assert_eq!(key_type(&mut rc, "cell"), "ratelimit");
+    assert_eq!(
+        common::snapshot(&mut c, "cell"),
+        common::snapshot(&mut rc, "cell")
+    );
+}
+
 on_both_servers!(
+    redis_cell_keys_are_continued_and_converted,
     a_clock_that_ran_a_year_ahead_locks_no_one_out,
     a_settled_state_reaches_the_replica,
     forged_states_beyond_the_horizon_are_refused,

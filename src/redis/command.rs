@@ -10,7 +10,7 @@ use super::datatype::{LimiterKey, SETSTATE};
 use super::{clock, config, info};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
 use crate::limiter::state::Kind;
-use crate::limiter::{self, ApplyError, Decision, Retry, State};
+use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, State};
 
 /// Keys never live longer than this (~1,115 years), whatever a quota says,
 /// so absolute expiry times cannot overflow.
@@ -86,11 +86,26 @@ fn run(
 
     let now = clock::now_ms();
     let mut lk = LimiterKey::open(ctx, key);
-    let stored = lk.state()?;
     let called = Kind::Algorithm(call.quota.algorithm());
-    let outcome = limiter::apply(stored.as_deref(), &call.quota, now, call.cost)
-        .map_err(|e| apply_error(e, called))?;
+    // A key redis-cell left (a string holding its GCRA time): CL.THROTTLE
+    // continues from it, and its next write converts the key to our type.
+    let from_cell = match (shape, call.quota) {
+        (Shape::Cell, Quota::TokenBucket(q)) => lk
+            .redis_cell_tat()
+            .map(|tat| State::TokenBucket(token_bucket::from_cell_tat(tat, &q, now))),
+        _ => None,
+    };
+    let stored = match &from_cell {
+        Some(s) => Some(s),
+        None => lk.state()?.map(|s| &*s),
+    };
+    let outcome =
+        limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
+        if from_cell.is_some() {
+            // Replaces the string (and drops its TTL; commit sets ours).
+            lk.replace(state.clone())?;
+        }
         commit(
             ctx,
             &mut lk,
