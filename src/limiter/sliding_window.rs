@@ -290,8 +290,7 @@ pub fn step_exact(
     let mut it = log.iter();
     let mut gone = Gone::default();
     let mut first = None;
-    loop {
-        let Some(e) = it.next() else { break };
+    for e in it.by_ref() {
         let (ts, c) = e?;
         if live(ts) {
             first = Some(FirstLive {
