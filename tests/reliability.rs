@@ -396,7 +396,95 @@ fn redis_cell_keys_are_continued_and_converted(f: Flavor) {
     );
 }
 
+fn info_int(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
+    let info: String = redis::cmd("INFO").arg(section).query(c).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in INFO {section}"))
+}
+
+/// Finding 2: a grant on a long `EXACT` log reaches replicas and the AOF as
+/// a delta (`RL.EXACTADD`), not the whole log, and both still hold exactly
+/// the master's log, through trims, merges, refunds (sent whole), AOF replay
+/// and an AOF rewrite.
+fn long_exact_logs_replicate_as_deltas(f: Flavor) {
+    let mut s = Server::start_with(
+        f,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--aof-use-rdb-preamble",
+            "no",
+        ],
+    );
+    let r = s.replica();
+    let mut c = s.conn();
+    let tpl = template(&mut c);
+    let now = server_ms(&mut c);
+    // 2,000 entries 30 ms apart in a 60 s window, the newest 1 ms ago:
+    // entries keep leaving as calls arrive, and the log stays long.
+    let entries: Vec<(u64, u64)> = (0..2_000).map(|i| (now - 60_000 + 30 * i, 1)).collect();
+    let state = single(exact_body(&entries, false));
+    restore(&mut c, "long", 0, &dump_of(&tpl, &state)).expect("loads");
+    ok(&mut c, "RL.SLIDING long 4000 60 1");
+    let before = info_int(&mut c, "replication", "master_repl_offset");
+    for i in 0..300 {
+        assert_eq!(ok(&mut c, "RL.SLIDING long 4000 60 1").allowed, 1);
+        if i % 30 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    }
+    let bytes = info_int(&mut c, "replication", "master_repl_offset") - before;
+    assert!(bytes / 300 <= 300, "{bytes} B replicated for 300 grants");
+    // Refunds (sent whole) and grants mixed.
+    for i in 0..100 {
+        let cost = if i % 10 == 9 { -2 } else { 1 };
+        assert_eq!(
+            ok(&mut c, &format!("RL.SLIDING long 4000 60 {cost}")).allowed,
+            1
+        );
+    }
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query(&mut c)
+        .expect("WAIT");
+    assert_eq!(acked, 1);
+    let mut rc = r.conn();
+    let master = common::snapshot(&mut c, "long");
+    assert_eq!(master, common::snapshot(&mut rc, "long"), "replica");
+    let used = 4_000 - ok(&mut c, "RL.SLIDING long 4000 60 0").remaining;
+    assert!(used > 1_500, "a long log: {used} units");
+
+    // An ordinary client cannot send a delta.
+    let e = common::err(&mut c, "RL.EXACTADD long 1 2 1 1 1 99999999999999");
+    assert!(e.starts_with("ERR RL.EXACTADD is internal"), "{e}");
+
+    drop(rc);
+    drop(r);
+    s.restart();
+    let mut c = s.conn();
+    assert_eq!(common::snapshot(&mut c, "long"), master, "AOF replay");
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut c)
+        .expect("BGREWRITEAOF");
+    common::wait_until(std::time::Duration::from_secs(20), "AOF rewrite", || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut c)
+            .unwrap_or_default();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    });
+    s.restart();
+    let mut c = s.conn();
+    assert_eq!(common::snapshot(&mut c, "long"), master, "rewritten AOF");
+}
+
 on_both_servers!(
+    long_exact_logs_replicate_as_deltas,
     redis_cell_keys_are_continued_and_converted,
     a_clock_that_ran_a_year_ahead_locks_no_one_out,
     a_settled_state_reaches_the_replica,

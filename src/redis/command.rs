@@ -6,9 +6,10 @@ use std::ffi::{c_char, CStr};
 use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::args::{self, Call};
-use super::datatype::{LimiterKey, SETSTATE};
+use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
 use super::{clock, config, info};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
+use crate::limiter::sliding_window::ExactDelta;
 use crate::limiter::state::Kind;
 use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, State};
 
@@ -102,18 +103,23 @@ fn run(
     let outcome =
         limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
+        // A grant on an EXACT log goes to replicas and the AOF as a delta.
+        let delta = match (stored, &state) {
+            (Some(State::SlidingExact(before)), State::SlidingExact(after)) => {
+                let units = u64::try_from(call.cost).unwrap_or(0);
+                ExactDelta::between(before, after, units, now)
+            }
+            _ => None,
+        };
         if from_cell.is_some() {
             // Replaces the string (and drops its TTL; commit sets ours).
             lk.replace(state.clone())?;
         }
-        commit(
-            ctx,
-            &mut lk,
-            key,
-            state,
-            now,
-            outcome.decision.reset_after_ms,
-        )?;
+        let reset = outcome.decision.reset_after_ms;
+        match delta {
+            Some(d) => commit_exact_delta(ctx, &mut lk, key, state, now, reset, &d)?,
+            None => commit(ctx, &mut lk, key, state, now, reset)?,
+        }
     }
     drop(lk);
     counters.record(outcome.decision.allowed());
@@ -187,6 +193,45 @@ fn commit(
     replicate(ctx, key, payload.as_slice(), at);
     // SAFETY: ctx and key are valid for this command.
     unsafe {
+        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+            signal(ctx.ctx, key.inner);
+        }
+    }
+    Ok(())
+}
+
+/// As [`commit`], but replicates `delta` (`RL.EXACTADD`) instead of the
+/// whole log, so bytes per grant do not grow with the log.
+fn commit_exact_delta(
+    ctx: &Context,
+    lk: &mut LimiterKey,
+    key: &RedisString,
+    state: State,
+    now: u64,
+    reset_after_ms: u64,
+    delta: &ExactDelta,
+) -> Result<(), RedisError> {
+    let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
+    let at = now.saturating_add(ttl);
+    lk.store(state)?;
+    lk.expire_at(at, ttl);
+    // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
+    // outlives the call, which copies its arguments.
+    unsafe {
+        if let Some(rep) = raw::RedisModule_Replicate {
+            rep(
+                ctx.ctx,
+                EXACTADD.as_ptr(),
+                c"sllllll".as_ptr(),
+                key.inner,
+                to_i64(delta.keep_from),
+                to_i64(delta.ts),
+                to_i64(delta.units),
+                to_i64(delta.len),
+                to_i64(delta.total),
+                to_i64(at),
+            );
+        }
         if let Some(signal) = raw::RedisModule_SignalModifiedKey {
             signal(ctx.ctx, key.inner);
         }
@@ -339,5 +384,61 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         let ttl = at_ms.saturating_sub(clock::now_ms());
         lk.expire_at(at_ms, ttl);
     }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `RL.EXACTADD key keep_from_ms ts_ms units len total at_ms`: internal. A
+/// grant on an `EXACT` log as a master replicated it: entries older than
+/// `keep_from_ms` leave, `units` are added at `ts_ms`, and the result must
+/// have `len` entries and `total` units (else the follower's log differs and
+/// the delta is refused). Refuses ordinary clients, as `RL.SETSTATE` does.
+pub fn exact_add(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if !ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        return Err(RedisError::Str(
+            "ERR RL.EXACTADD is internal: it is only accepted from a master or the AOF",
+        ));
+    }
+    let [_, key, nums @ ..] = argv.as_slice() else {
+        return Err(RedisError::Str(
+            "ERR wrong number of arguments for RL.EXACTADD",
+        ));
+    };
+    let mut v = [0u64; 6];
+    if nums.len() != v.len() {
+        return Err(RedisError::Str(
+            "ERR wrong number of arguments for RL.EXACTADD",
+        ));
+    }
+    for (slot, arg) in v.iter_mut().zip(nums) {
+        *slot = arg
+            .parse_integer()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or(RedisError::Str("ERR RL.EXACTADD: bad number"))?;
+    }
+    let [keep_from, ts, units, len, total, at_ms] = v;
+    let delta = ExactDelta {
+        keep_from,
+        ts,
+        units,
+        len,
+        total,
+    };
+    let mut lk = LimiterKey::open(ctx, key);
+    let next = match lk.state()? {
+        Some(State::SlidingExact(log)) => delta
+            .apply(log)
+            .map_err(|e| RedisError::String(format!("ERR RL.EXACTADD: {e}")))?,
+        _ => {
+            return Err(RedisError::Str(
+                "ERR RL.EXACTADD: the key holds no EXACT log to add to",
+            ))
+        }
+    };
+    lk.store(State::SlidingExact(next))?;
+    lk.expire_at(at_ms, at_ms.saturating_sub(clock::now_ms()));
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

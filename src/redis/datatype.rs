@@ -46,6 +46,9 @@ pub static RATELIMIT_TYPE: RedisType = RedisType::new(
 /// The internal command that carries a state to replicas and the AOF.
 pub const SETSTATE: &std::ffi::CStr = c"RL.SETSTATE";
 
+/// The internal command that carries a grant on an `EXACT` log as a delta.
+pub const EXACTADD: &std::ffi::CStr = c"RL.EXACTADD";
+
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver != ENCODING_VERSION {
         // A newer build wrote this; guessing would corrupt limits.
