@@ -223,11 +223,11 @@ fn categories(c: &mut redis::Connection, command: &str) -> Vec<String> {
 }
 
 const LIMITER_COMMANDS: [&str; 5] = [
-    "RL.TOKENBUCKET k 5 1 1",
-    "RL.FIXEDWINDOW k 5 1 1",
-    "RL.SLIDING k 5 1 1",
-    "RL.LIMITS k 1 TOKENBUCKET 5 1",
-    "CL.THROTTLE k 5 10 60 1",
+    "RL.TOKENBUCKET k1 5 1 1",
+    "RL.FIXEDWINDOW k2 5 1 1",
+    "RL.SLIDING k3 5 1 1",
+    "RL.LIMITS k4 1 TOKENBUCKET 5 1",
+    "CL.THROTTLE k5 5 10 60 1",
 ];
 
 /// Runs every limiter command as `user` and returns the errors.
@@ -269,6 +269,21 @@ fn acl_rules_refuse_the_limiter_commands(f: Flavor) {
     setuser.query::<()>(&mut c).expect("ACL SETUSER");
     for e in errors_as(&s, "ops") {
         assert!(e.starts_with("NOPERM"), "{e}");
+    }
+
+    // Granting from nothing, as the README shows: only what is named.
+    let mut app = redis::cmd("ACL");
+    for w in "SETUSER app on >pw ~k* -@all +rl.tokenbucket +rl.limits".split_whitespace() {
+        app.arg(w);
+    }
+    app.query::<()>(&mut c).expect("ACL SETUSER");
+    let errors = errors_as(&s, "app");
+    for (line, e) in LIMITER_COMMANDS.iter().zip(&errors) {
+        let allowed = line.starts_with("RL.TOKENBUCKET") || line.starts_with("RL.LIMITS");
+        assert_eq!(e.starts_with("allowed"), allowed, "{line}: {e}");
+        if !allowed {
+            assert!(e.starts_with("NOPERM"), "{line}: {e}");
+        }
     }
 
     let cats = categories(&mut c, "rl.tokenbucket");

@@ -18,6 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::sliding_window::ExactDelta;
 use redis_ratelimit::limiter::state::HORIZON_MS;
 use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
 
@@ -112,6 +113,16 @@ fuzz_target!(|data: &[u8]| {
             "beyond the full reset {full}: {d:?} (state {stored:?}, quota {quota:?}, now {now_ms})"
         );
         if let Some(next) = out.new_state {
+            // A grant on an EXACT log replicates as a delta: it must lead
+            // the follower's copy to the very same log.
+            if let (Some(State::SlidingExact(before)), State::SlidingExact(after)) =
+                (stored.as_ref(), &next)
+            {
+                let units = u64::try_from(cost).unwrap_or(0);
+                if let Some(delta) = ExactDelta::between(before, after, units, now_ms) {
+                    assert_eq!(delta.apply(before).as_ref(), Ok(after), "{delta:?}");
+                }
+            }
             assert_eq!(
                 next.kind(),
                 redis_ratelimit::limiter::state::Kind::Algorithm(quota.algorithm())
