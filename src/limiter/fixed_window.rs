@@ -14,7 +14,9 @@ pub struct FixedWindowState {
 ///
 /// A stored window that starts at or after the current aligned window (the
 /// clock went backwards, or the window length changed) is kept as it is, so
-/// nothing is granted twice; an older one is over and counts nothing.
+/// nothing is granted twice; an older one is over and counts nothing. One
+/// that starts after `now_ms` is first settled by `limiter::apply` (see
+/// [`settle`]), so no window outlasts one window from now.
 pub fn step(
     prev: Option<FixedWindowState>,
     quota: &WindowQuota,

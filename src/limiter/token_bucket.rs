@@ -41,7 +41,8 @@ impl TokenBucketState {
 ///
 /// A bucket that does not exist yet is full. If the clock went backwards the
 /// stored time is used, so nothing refills until the clock catches up, and
-/// the reported waits include the difference.
+/// the reported waits include the difference; `limiter::apply` first settles
+/// a stamp further ahead than the time rule allows (see [`settle`]).
 ///
 /// Lowering the capacity of an existing bucket drops the tokens above the new
 /// capacity; raising it lets the bucket refill up to the new capacity at the
