@@ -205,3 +205,44 @@ fn a_state_touched_a_year_ahead_does_not_lock_users_out_for_a_year() {
         assert!(key.call(&q, BASE + 20_000, 5).allowed(), "{q:?}");
     }
 }
+
+/// `RL.LIMITS` applies the rule to each limit, and a denied call still
+/// stores what the rule settled (so the key's TTL follows), consuming nothing.
+#[test]
+fn rl_limits_settles_every_limit_even_when_denied() {
+    use super::limits::{combine, Limit};
+    let limits = [
+        Limit {
+            name: None,
+            quota: Quota::TokenBucket(TokenBucketQuota::new(5, 500_000_000).expect("valid")),
+            cost: 1,
+            shadow: false,
+        },
+        Limit {
+            name: None,
+            quota: Quota::SlidingExact(WindowQuota::new(5, 10_000).expect("valid")),
+            cost: 1,
+            shadow: false,
+        },
+    ];
+    let ahead = combine(None, &limits, BASE + YEAR).expect("fresh");
+    let mut stored = ahead.new_state.expect("granted");
+    for _ in 0..4 {
+        let out = combine(Some(&stored), &limits, BASE + YEAR).expect("same kinds");
+        stored = out.new_state.expect("granted");
+    }
+    // Both limits are empty, a year ahead. Back on the real clock:
+    let out = combine(Some(&stored), &limits, BASE).expect("same kinds");
+    assert!(!out.allowed);
+    for d in &out.decisions {
+        assert!(
+            d.retry_after_ms() <= 10_000 && d.reset_after_ms <= 10_000,
+            "{d:?}"
+        );
+    }
+    let settled = out.new_state.expect("the settled states are stored");
+    // Nothing was consumed: the same call again sees the same counts.
+    let again = combine(Some(&settled), &limits, BASE).expect("same kinds");
+    assert_eq!(again.decisions, out.decisions);
+    assert_eq!(again.new_state, None, "settled once, nothing more to write");
+}
