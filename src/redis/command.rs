@@ -116,10 +116,7 @@ fn run(
             lk.replace(state.clone())?;
         }
         let reset = outcome.decision.reset_after_ms;
-        match delta {
-            Some(d) => commit_exact_delta(ctx, &mut lk, key, state, now, reset, &d)?,
-            None => commit(ctx, &mut lk, key, state, now, reset)?,
-        }
+        commit(ctx, &mut lk, key, state, now, reset, delta.as_ref())?;
     }
     drop(lk);
     counters.record(outcome.decision.allowed());
@@ -167,7 +164,7 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let outcome = combine(stored, &limits, now).map_err(|e| apply_error(e, Kind::Limits))?;
     if let Some(state) = outcome.new_state.clone() {
         let reset = outcome.reset_after_ms();
-        commit(ctx, &mut lk, key, State::Limits(state), now, reset)?;
+        commit(ctx, &mut lk, key, State::Limits(state), now, reset, None)?;
     }
     drop(lk);
     info::LIMITS.record(outcome.allowed);
@@ -176,7 +173,9 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 /// Stores a new state with its absolute expiry (`reset_after_ms` from
-/// `now`), replicates it and signals the change.
+/// `now`), replicates it and signals the change. With a `delta` (a grant on
+/// an `EXACT` log) replicas and the AOF get `RL.EXACTADD`, whose size does
+/// not grow with the log, instead of the whole state.
 fn commit(
     ctx: &Context,
     lk: &mut LimiterKey,
@@ -184,54 +183,20 @@ fn commit(
     state: State,
     now: u64,
     reset_after_ms: u64,
+    delta: Option<&ExactDelta>,
 ) -> Result<(), RedisError> {
     let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
     let at = now.saturating_add(ttl);
-    let payload = state.encoded();
+    let payload = delta.is_none().then(|| state.encoded());
     lk.store(state)?;
     lk.expire_at(at, ttl);
-    replicate(ctx, key, payload.as_slice(), at);
+    match (payload, delta) {
+        (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
+        (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
+        (None, None) => {}
+    }
     // SAFETY: ctx and key are valid for this command.
     unsafe {
-        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-            signal(ctx.ctx, key.inner);
-        }
-    }
-    Ok(())
-}
-
-/// As [`commit`], but replicates `delta` (`RL.EXACTADD`) instead of the
-/// whole log, so bytes per grant do not grow with the log.
-fn commit_exact_delta(
-    ctx: &Context,
-    lk: &mut LimiterKey,
-    key: &RedisString,
-    state: State,
-    now: u64,
-    reset_after_ms: u64,
-    delta: &ExactDelta,
-) -> Result<(), RedisError> {
-    let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
-    let at = now.saturating_add(ttl);
-    lk.store(state)?;
-    lk.expire_at(at, ttl);
-    // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
-    // outlives the call, which copies its arguments.
-    unsafe {
-        if let Some(rep) = raw::RedisModule_Replicate {
-            rep(
-                ctx.ctx,
-                EXACTADD.as_ptr(),
-                c"sllllll".as_ptr(),
-                key.inner,
-                to_i64(delta.keep_from),
-                to_i64(delta.ts),
-                to_i64(delta.units),
-                to_i64(delta.len),
-                to_i64(delta.total),
-                to_i64(at),
-            );
-        }
         if let Some(signal) = raw::RedisModule_SignalModifiedKey {
             signal(ctx.ctx, key.inner);
         }
@@ -268,6 +233,28 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
                 payload.as_ptr().cast::<c_char>(),
                 payload.len(),
                 i64::try_from(at_ms).unwrap_or(i64::MAX),
+            );
+        }
+    }
+}
+
+/// Sends replicas and the AOF a grant on an `EXACT` log as a delta.
+fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms: u64) {
+    // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
+    // outlives the call, which copies its arguments.
+    unsafe {
+        if let Some(rep) = raw::RedisModule_Replicate {
+            rep(
+                ctx.ctx,
+                EXACTADD.as_ptr(),
+                c"sllllll".as_ptr(),
+                key.inner,
+                to_i64(d.keep_from),
+                to_i64(d.ts),
+                to_i64(d.units),
+                to_i64(d.len),
+                to_i64(d.total),
+                to_i64(at_ms),
             );
         }
     }
