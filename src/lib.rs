@@ -57,6 +57,7 @@ mod registration {
             ["RL.LIMITS", command::limits, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["CL.THROTTLE", command::throttle, "write deny-oom fast", 1, 1, 1, "", "write"],
             ["RL.SETSTATE", command::set_state, "write", 1, 1, 1, "", "write"],
+            ["RL.EXACTADD", command::exact_add, "write", 1, 1, 1, "", "write"],
         ],
         configurations: [
             i64: [

@@ -12,11 +12,14 @@
 //! Each call uses the state the previous one stored. Checks: no panic;
 //! `remaining <= limit`; `limit` is the quota's; an error is only a kind
 //! mismatch (never `Corrupt` for a state that decoded); every state to store
-//! survives the RDB round trip (`decode(to_bytes(s)) == Ok(s)`).
+//! survives the RDB round trip (`decode(to_bytes(s)) == Ok(s)`); the time
+//! rule: no wait and no reset beyond the quota's full reset time.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::sliding_window::ExactDelta;
+use redis_ratelimit::limiter::state::HORIZON_MS;
 use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
 
 #[path = "common.rs"]
@@ -35,6 +38,19 @@ fn quota_limit(q: &Quota) -> u64 {
     match q {
         Quota::TokenBucket(q) => q.capacity(),
         Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+    }
+}
+
+/// The quota's full reset time: the time rule's bound on every wait.
+fn full_reset(q: &Quota) -> u64 {
+    match q {
+        Quota::TokenBucket(q) => {
+            let pico = redis_ratelimit::limiter::token_bucket::PICO;
+            let ms = (u128::from(q.capacity()) * pico).div_ceil(u128::from(q.rate_nano()));
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        }
+        Quota::FixedWindow(q) | Quota::SlidingExact(q) => q.window_ms(),
+        Quota::SlidingApprox(q) => 2 * q.window_ms(),
     }
 }
 
@@ -65,7 +81,8 @@ fuzz_target!(|data: &[u8]| {
     let quota = call.quota;
     for i in 0..steps {
         let at = HEADER + i * STEP;
-        let now_ms = u64_at(data, at);
+        // A server clock never passes the horizon the decoder enforces.
+        let now_ms = u64_at(data, at) % (HORIZON_MS + 1);
         // Any i64 but i64::MIN (the grammar's range): refunds included.
         let cost = (u64_at(data, at + 8) as i64).max(-i64::MAX);
         let out = match limiter::apply(stored.as_ref(), &quota, now_ms, cost) {
@@ -90,7 +107,26 @@ fuzz_target!(|data: &[u8]| {
             d.limit
         );
         assert_eq!(d.limit, quota_limit(&quota), "{d:?} for {quota:?}");
+        let full = full_reset(&quota);
+        let wait = match d.retry {
+            redis_ratelimit::limiter::Retry::After(ms) => ms,
+            _ => 0,
+        };
+        assert!(
+            d.reset_after_ms <= full && wait <= full,
+            "beyond the full reset {full}: {d:?} (state {stored:?}, quota {quota:?}, now {now_ms})"
+        );
         if let Some(next) = out.new_state {
+            // A grant on an EXACT log replicates as a delta: it must lead
+            // the follower's copy to the very same log.
+            if let (Some(State::SlidingExact(before)), State::SlidingExact(after)) =
+                (stored.as_ref(), &next)
+            {
+                let units = u64::try_from(cost).unwrap_or(0);
+                if let Some(delta) = ExactDelta::between(before, after, units, now_ms) {
+                    assert_eq!(delta.apply(before).as_ref(), Ok(after), "{delta:?}");
+                }
+            }
             assert_eq!(
                 next.kind(),
                 redis_ratelimit::limiter::state::Kind::Algorithm(quota.algorithm())

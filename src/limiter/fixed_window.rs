@@ -14,7 +14,9 @@ pub struct FixedWindowState {
 ///
 /// A stored window that starts at or after the current aligned window (the
 /// clock went backwards, or the window length changed) is kept as it is, so
-/// nothing is granted twice; an older one is over and counts nothing.
+/// nothing is granted twice; an older one is over and counts nothing. One
+/// that starts after `now_ms` is first settled by `limiter::apply` (see
+/// [`settle`]), so no window outlasts one window from now.
 pub fn step(
     prev: Option<FixedWindowState>,
     quota: &WindowQuota,
@@ -54,6 +56,18 @@ pub fn step(
             new_state: None,
         },
     }
+}
+
+/// The time rule: a window that starts after `now_ms` (the clock stepped
+/// back, or the state came from a server whose clock ran ahead) is read as
+/// the current aligned window with the same count, so it ends within one
+/// window. `None`: the state is within the rule.
+pub fn settle(s: &FixedWindowState, quota: &WindowQuota, now_ms: u64) -> Option<FixedWindowState> {
+    let w = quota.window_ms();
+    (s.start_ms > now_ms).then(|| FixedWindowState {
+        start_ms: now_ms - now_ms % w,
+        count: s.count,
+    })
 }
 
 /// A refund: takes `units` back off the current window's count, never

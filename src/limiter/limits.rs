@@ -3,9 +3,10 @@
 //! [`combine`] is a pure function over the single-algorithm steps: every
 //! limit is evaluated against its stored state, the call is granted only if
 //! every enforced (non-shadow) limit grants its cost, and only then does any
-//! limit consume. A denied call returns no new state at all, so nothing is
-//! written, dirtied or replicated and no limit's quota is burnt by another's
-//! denial.
+//! limit consume. A denied call consumes nothing: it returns no new state, so
+//! nothing is written, dirtied or replicated and no limit's quota is burnt by
+//! another's denial (the one exception: states the time rule settles, see
+//! `super::settle`, are stored unconsumed).
 //!
 //! Stored states are matched to the call's limits by name (a 32-bit hash of
 //! `NAME`) or, for unnamed limits, by position; a limit whose algorithm
@@ -179,22 +180,26 @@ pub fn combine(
         .all(|(l, d)| l.shadow || d.allowed());
     if !allowed {
         // Nothing is consumed: every limit reports its own verdict on its
-        // untouched state.
-        for (i, (limit, entry)) in limits.iter().zip(&entries).enumerate() {
+        // untouched state, and keeps only what the time rule settled.
+        for (i, (limit, entry)) in limits.iter().zip(entries.iter_mut()).enumerate() {
+            let untouched = apply(prior(i, limit), &limit.quota, now_ms, 0)?;
             if entry.state.is_some() {
-                let untouched = apply(prior(i, limit), &limit.quota, now_ms, 0)?.decision;
                 if let Some(d) = decisions.get_mut(i) {
                     *d = Decision {
                         retry: d.retry,
-                        ..untouched
+                        ..untouched.decision
                     };
                 }
             }
+            entry.state = untouched.new_state;
         }
     }
     let binding = binding(limits, &decisions);
     let writes = limits.iter().any(|l| l.cost != 0);
-    let new_state = (allowed && writes).then(|| {
+    // A state the time rule settled (see `apply`) is stored even by a call
+    // that otherwise writes nothing, so the key's TTL follows.
+    let settled = entries.iter().any(|e| e.state.is_some());
+    let new_state = ((allowed && writes) || settled).then(|| {
         for (i, (limit, entry)) in limits.iter().zip(entries.iter_mut()).enumerate() {
             if entry.state.is_none() {
                 entry.state = prior(i, limit).cloned();

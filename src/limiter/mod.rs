@@ -29,25 +29,63 @@ pub enum ApplyError {
     Corrupt(DecodeError),
 }
 
+/// The state a call continues from under the time rule: a state stamped
+/// further ahead of `now_ms` than its algorithm's full reset allows (the
+/// clock stepped back, or the state came from a clock that ran ahead) is
+/// pulled back so it resets within that time. `Ok(None)`: the stored state
+/// is within the rule (or belongs to another algorithm) and is used as is.
+/// A settled state is stored even by calls that would store nothing, so the
+/// key's TTL follows.
+pub fn settle(stored: &State, quota: &Quota, now_ms: u64) -> Result<Option<State>, ApplyError> {
+    Ok(match (quota, stored) {
+        (Quota::TokenBucket(q), State::TokenBucket(s)) => {
+            token_bucket::settle(s, q, now_ms).map(State::TokenBucket)
+        }
+        (Quota::FixedWindow(q), State::FixedWindow(s)) => {
+            fixed_window::settle(s, q, now_ms).map(State::FixedWindow)
+        }
+        (Quota::SlidingExact(_), State::SlidingExact(log)) => {
+            sliding_window::settle_exact(log, now_ms)
+                .map_err(ApplyError::Corrupt)?
+                .map(State::SlidingExact)
+        }
+        (Quota::SlidingApprox(q), State::SlidingApprox(s)) => {
+            sliding_window::settle_approx(s, q, now_ms).map(State::SlidingApprox)
+        }
+        _ => None,
+    })
+}
+
 /// One call of any algorithm on the state a key holds (`None`: no key).
 /// A negative `cost` is a refund of that many units: always allowed, never
 /// above the limiter's full state, and stored like a grant. A `cost` of 0
 /// takes nothing, so it is always allowed too, even when a lowered limit
 /// leaves the limiter over its new limit (it then reports 0 remaining).
+/// A stored state ahead of the clock is first settled (see [`settle`]); if it
+/// was, the settled state is returned for storing even when the call itself
+/// stores nothing (denied, `cost 0`).
 pub fn apply(
     stored: Option<&State>,
     quota: &Quota,
     now_ms: u64,
     cost: i64,
 ) -> Result<Outcome<State>, ApplyError> {
-    let mut out = apply_signed(stored, quota, now_ms, cost)?;
+    let settled = match stored {
+        Some(s) => settle(s, quota, now_ms)?,
+        None => None,
+    };
+    let mut out = step(settled.as_ref().or(stored), quota, now_ms, cost)?;
     if cost <= 0 {
         out.decision.retry = Retry::Now;
+    }
+    if out.new_state.is_none() {
+        out.new_state = settled;
     }
     Ok(out)
 }
 
-fn apply_signed(
+/// [`apply`] on a state already within the time rule.
+fn step(
     stored: Option<&State>,
     quota: &Quota,
     now_ms: u64,
@@ -114,3 +152,6 @@ fn apply_signed(
         }
     })
 }
+
+#[cfg(test)]
+mod time_rule;

@@ -14,31 +14,36 @@
 
 use super::decision::{sat_u64, Decision, Outcome, Retry};
 use super::quota::WindowQuota;
-use super::state::{read_varint, write_varint, DecodeError, Sink};
+use super::quota::MAX_COUNT;
+use super::state::{read_varint, write_varint, DecodeError, Sink, HORIZON_MS};
 
 /// A compact log of `(time_ms, count)` entries, oldest first, times strictly
 /// increasing and counts above zero.
+///
+/// One allocation holds a 20-byte summary (newest time, total count, offset
+/// of the newest entry; little endian) and the packed entries, so a call
+/// needs neither a full walk nor a re-encode: it walks only the entries that
+/// left the window (each does so once), copies the rest as bytes and writes
+/// the new entry.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ExactLog {
-    /// varint(first time) varint(count), then varint(delta) varint(count) ...
-    packed: Box<[u8]>,
+    /// summary, then varint(first time) varint(count), varint(delta)
+    /// varint(count) ...; empty for an empty log.
+    bytes: Box<[u8]>,
     /// Number of entries.
     len: u32,
 }
 
+/// Bytes of the summary before the packed entries.
+const SUMMARY: usize = 20;
+
 impl ExactLog {
     pub fn from_entries(entries: &[(u64, u64)]) -> Self {
-        let mut packed = Vec::with_capacity(entries.len() * 3 + 8);
-        let mut last = 0;
+        let mut out = LogWriter::default();
         for &(ts, count) in entries {
-            write_varint(&mut packed, u128::from(ts - last));
-            write_varint(&mut packed, u128::from(count));
-            last = ts;
+            out.push(ts, count);
         }
-        Self {
-            packed: packed.into_boxed_slice(),
-            len: u32::try_from(entries.len()).unwrap_or(u32::MAX),
-        }
+        out.finish()
     }
 
     /// Number of entries.
@@ -50,25 +55,62 @@ impl ExactLog {
         self.len == 0
     }
 
-    /// The packed bytes (stored as they are in RDB and replication payloads).
+    /// The packed entries (stored as they are in RDB and replication payloads).
     pub fn packed(&self) -> &[u8] {
-        &self.packed
+        self.bytes.get(SUMMARY..).unwrap_or_default()
     }
 
-    /// Checks and adopts packed bytes: well-formed varints, increasing times,
-    /// non-zero counts. An empty log is valid (a refund can empty one).
+    fn summary_u64(&self, at: usize) -> u64 {
+        self.bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+
+    /// The newest entry's time (`None`: an empty log).
+    pub fn newest(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.summary_u64(0))
+    }
+
+    /// The units of every entry.
+    pub fn total(&self) -> u64 {
+        self.summary_u64(8)
+    }
+
+    /// Where the newest entry starts in [`Self::packed`].
+    fn newest_offset(&self) -> usize {
+        self.bytes
+            .get(16..SUMMARY)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b| u32::from_le_bytes(b) as usize)
+    }
+
+    /// Checks and adopts packed bytes: well-formed varints, increasing times
+    /// up to [`HORIZON_MS`], counts from 1 to `MAX_COUNT`, and no more than
+    /// `MAX_COUNT` units in all (no limit holds more).
     pub fn from_packed(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut log = Self {
-            packed: bytes.into(),
-            len: 0,
-        };
-        let mut n = 0u32;
-        for e in log.iter() {
-            e?;
-            n = n.checked_add(1).ok_or(DecodeError::Invalid)?;
+        let mut out = LogWriter::default();
+        let mut it = Entries::new(bytes);
+        loop {
+            let at = it.offset();
+            let Some(e) = it.next() else { break };
+            let (ts, count) = e?;
+            // Times past the horizon and counts no limit reaches are forged:
+            // near u64::MAX, `ts + window` saturates and nothing would count.
+            if ts > HORIZON_MS {
+                return Err(DecodeError::BeyondHorizon);
+            }
+            if count > MAX_COUNT || out.total.saturating_add(count) > MAX_COUNT {
+                return Err(DecodeError::Invalid);
+            }
+            out.len = out.len.checked_add(1).ok_or(DecodeError::Invalid)?;
+            out.total += count;
+            out.newest = ts;
+            out.newest_at = at;
+            out.prev = ts;
         }
-        log.len = n;
-        Ok(log)
+        out.out.put(bytes);
+        Ok(out.finish())
     }
 
     pub fn entries(&self) -> Result<Vec<(u64, u64)>, DecodeError> {
@@ -77,17 +119,90 @@ impl ExactLog {
 
     /// The entries, decoded as they are read (no allocation).
     pub fn iter(&self) -> Entries<'_> {
-        Entries {
-            bytes: &self.packed,
-            pos: 0,
-            last: 0,
-            first: true,
-        }
+        Entries::new(self.packed())
     }
 
     /// Heap bytes held, for `MEMORY USAGE`.
     pub fn heap_size(&self) -> usize {
-        self.packed.len()
+        self.bytes.len()
+    }
+}
+
+/// Builds a log: entries pushed one by one or copied packed, the summary
+/// kept on the way, written once into one exactly sized allocation.
+struct LogWriter {
+    out: Scratch,
+    len: u32,
+    total: u64,
+    newest: u64,
+    /// Offset of the newest entry in the packed entries.
+    newest_at: usize,
+    /// Time of the last entry written (deltas are from it).
+    prev: u64,
+}
+
+impl Default for LogWriter {
+    fn default() -> Self {
+        let mut out = Scratch::default();
+        out.put(&[0; SUMMARY]);
+        Self {
+            out,
+            len: 0,
+            total: 0,
+            newest: 0,
+            newest_at: 0,
+            prev: 0,
+        }
+    }
+}
+
+impl LogWriter {
+    /// Appends an entry at `ts` (after every entry written so far).
+    fn push(&mut self, ts: u64, count: u64) {
+        self.newest_at = self.out.len() - SUMMARY;
+        write_varint(&mut self.out, u128::from(ts - self.prev));
+        write_varint(&mut self.out, u128::from(count));
+        self.prev = ts;
+        self.newest = ts;
+        self.total = self.total.saturating_add(count);
+        self.len = self.len.saturating_add(1);
+    }
+
+    /// Appends `entries` entries already packed (their first delta is from
+    /// the last entry written), holding `units` units, the last at `last`.
+    fn copy(&mut self, packed: &[u8], entries: u32, units: u64, last: u64) {
+        if entries == 0 {
+            return;
+        }
+        self.out.put(packed);
+        self.prev = last;
+        self.newest = last;
+        self.total = self.total.saturating_add(units);
+        self.len = self.len.saturating_add(entries);
+    }
+
+    fn finish(self) -> ExactLog {
+        if self.len == 0 {
+            return ExactLog::default();
+        }
+        let mut bytes = self.out.into_boxed();
+        let newest_at = u32::try_from(self.newest_at).unwrap_or(u32::MAX);
+        let summary = [
+            &self.newest.to_le_bytes()[..],
+            &self.total.to_le_bytes()[..],
+            &newest_at.to_le_bytes()[..],
+        ];
+        let mut at = 0;
+        for part in summary {
+            if let Some(dst) = bytes.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
+            at += part.len();
+        }
+        ExactLog {
+            bytes,
+            len: self.len,
+        }
     }
 }
 
@@ -97,6 +212,22 @@ pub struct Entries<'a> {
     pos: usize,
     last: u64,
     first: bool,
+}
+
+impl<'a> Entries<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            last: 0,
+            first: true,
+        }
+    }
+
+    /// Where the next entry starts.
+    fn offset(&self) -> usize {
+        self.pos
+    }
 }
 
 impl Iterator for Entries<'_> {
@@ -146,33 +277,36 @@ pub fn step_exact(
     let w = quota.window_ms();
     let empty = ExactLog::default();
     let log = prev.unwrap_or(&empty);
-    // The log is walked in place rather than decoded into a vector: this runs
-    // on every call. One pass counts the units still in the window, assuming
-    // the clock did not go backwards; a second is needed only if it did.
-    let mut last_ts = None;
-    let mut used_now = 0u64;
-    for e in log.iter() {
-        let (ts, c) = e?;
-        last_ts = Some(ts);
-        if ts.saturating_add(w) > now_ms {
-            used_now = used_now.saturating_add(c);
-        }
-    }
-    let t = last_ts.map_or(now_ms, |ts| now_ms.max(ts));
+    let newest = log.newest();
+    // A log stamped ahead of the clock (within the time rule) is read at
+    // its newest time; waits are reported from the clock.
+    let t = newest.map_or(now_ms, |n| now_ms.max(n));
     let skew = t - now_ms;
     // Entries at or before t - w have left the trailing window. States come
-    // from RDB/RESTORE payloads too, so times near u64::MAX must saturate.
+    // from RDB/RESTORE payloads too, so times must saturate.
     let live = |ts: u64| ts.saturating_add(w) > t;
-    let mut used = used_now;
-    if t != now_ms {
-        used = 0;
-        for e in log.iter() {
-            let (ts, c) = e?;
-            if live(ts) {
-                used = used.saturating_add(c);
-            }
+    // Entries leave oldest first: walk those that left, up to the first
+    // still in the window; the units in it are the total minus theirs.
+    let mut it = log.iter();
+    let mut gone = Gone::default();
+    let mut first = None;
+    for e in it.by_ref() {
+        let (ts, c) = e?;
+        if live(ts) {
+            first = Some(FirstLive {
+                ts,
+                count: c,
+                end: it.offset(),
+            });
+            break;
         }
+        gone.entries = gone.entries.saturating_add(1);
+        gone.units = gone.units.saturating_add(c);
     }
+    let used = match first {
+        Some(_) => log.total().saturating_sub(gone.units),
+        None => 0,
+    };
     // The newest entry is the last to leave the window.
     let reset = |newest: Option<u64>| {
         newest
@@ -187,7 +321,7 @@ pub fn step_exact(
     };
     if cost > quota.limit() {
         return Ok(Outcome {
-            decision: decision(used, Retry::Never, last_ts),
+            decision: decision(used, Retry::Never, newest),
             new_state: None,
         });
     }
@@ -195,73 +329,203 @@ pub fn step_exact(
     if total <= quota.limit() {
         if cost == 0 {
             return Ok(Outcome {
-                decision: decision(used, Retry::Now, last_ts),
+                decision: decision(used, Retry::Now, newest),
                 new_state: None,
             });
         }
         return Ok(Outcome {
             decision: decision(total, Retry::Now, Some(t)),
-            new_state: Some(append(log, &live, t, cost)?),
+            new_state: Some(append(log, first, gone, used, t, cost)?),
         });
     }
     // Wait until enough of the oldest entries have left the window.
     let excess = total - quota.limit();
-    let mut freed = 0u64;
     let mut wait = 0;
-    for e in log.iter() {
-        let (ts, c) = e?;
-        if !live(ts) {
-            continue;
+    if let Some(f) = first {
+        let mut freed = f.count;
+        let mut at = f.ts;
+        while freed < excess {
+            let Some(e) = it.next() else { break };
+            let (ts, c) = e?;
+            freed = freed.saturating_add(c);
+            at = ts;
         }
-        freed = freed.saturating_add(c);
-        if freed >= excess {
-            wait = (ts.saturating_add(w) - t).saturating_add(skew);
-            break;
-        }
+        wait = (at.saturating_add(w) - t).saturating_add(skew);
     }
     Ok(Outcome {
-        decision: decision(used, Retry::After(wait), last_ts),
+        decision: decision(used, Retry::After(wait), newest),
         new_state: None,
     })
 }
 
-/// The live entries of `log` plus `cost` units at `t` (merged into the last
-/// entry when it is at `t`), packed in one pass into one exactly sized
-/// allocation.
+/// What a granted `EXACT` call changed in its log, for replicas and the AOF
+/// (bytes that do not grow with the log): entries older than `keep_from`
+/// left, and `units` were added at `ts` (merged into the newest entry when it
+/// is at `ts`). `len` and `total` describe the result, so a follower can tell
+/// it reached the same log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactDelta {
+    pub keep_from: u64,
+    pub ts: u64,
+    pub units: u64,
+    pub len: u64,
+    pub total: u64,
+}
+
+impl ExactDelta {
+    /// The delta from `before` to `after`, a grant of `units` at the newest
+    /// time of `after`; `None` when `after` is not such a grant (a state the
+    /// time rule settled, a refund: those go whole).
+    pub fn between(before: &ExactLog, after: &ExactLog, units: u64, now_ms: u64) -> Option<Self> {
+        let ts = after.newest()?;
+        if units == 0 || before.newest().is_some_and(|n| n > now_ms || n > ts) {
+            return None;
+        }
+        let keep_from = after.iter().next()?.ok()?.0;
+        Some(Self {
+            keep_from,
+            ts,
+            units,
+            len: after.len() as u64,
+            total: after.total(),
+        })
+    }
+
+    /// Applies the delta to the follower's copy of the log, refusing one
+    /// that does not lead to the log it describes.
+    pub fn apply(&self, log: &ExactLog) -> Result<ExactLog, DecodeError> {
+        if self.ts > HORIZON_MS {
+            return Err(DecodeError::BeyondHorizon);
+        }
+        if self.units == 0 || self.units > MAX_COUNT || self.ts < self.keep_from {
+            return Err(DecodeError::Invalid);
+        }
+        let mut it = log.iter();
+        let mut gone = Gone::default();
+        let mut first = None;
+        while let Some(e) = it.next() {
+            let (ts, c) = e?;
+            if ts >= self.keep_from {
+                first = Some(FirstLive {
+                    ts,
+                    count: c,
+                    end: it.offset(),
+                });
+                break;
+            }
+            gone.entries = gone.entries.saturating_add(1);
+            gone.units = gone.units.saturating_add(c);
+        }
+        let used = match first {
+            Some(_) => log.total().saturating_sub(gone.units),
+            None => 0,
+        };
+        if first.is_some() && log.newest().is_some_and(|n| n > self.ts) {
+            return Err(DecodeError::Invalid);
+        }
+        if used.saturating_add(self.units) > MAX_COUNT {
+            return Err(DecodeError::Invalid);
+        }
+        let out = append(log, first, gone, used, self.ts, self.units)?;
+        if out.len() as u64 != self.len || out.total() != self.total {
+            return Err(DecodeError::Invalid);
+        }
+        Ok(out)
+    }
+}
+
+/// The entries that left the window at the head of a log.
+#[derive(Clone, Copy, Default)]
+struct Gone {
+    entries: u32,
+    units: u64,
+}
+
+/// The oldest entry still in the window, and where it ends in the packed
+/// entries.
+#[derive(Clone, Copy)]
+struct FirstLive {
+    ts: u64,
+    count: u64,
+    /// Where the entry after it starts.
+    end: usize,
+}
+
+/// The entries of `log` from `first` on (those before it left the window),
+/// plus `cost` units at `t` (merged into the newest entry when it is at `t`).
+/// The first kept entry is rewritten with its absolute time, the newest one
+/// when merged; the entries between are copied as bytes.
 fn append(
     log: &ExactLog,
-    live: &impl Fn(u64) -> bool,
+    first: Option<FirstLive>,
+    gone: Gone,
+    used: u64,
     t: u64,
     cost: u64,
 ) -> Result<ExactLog, DecodeError> {
-    let mut out = Scratch::default();
-    let mut n = 0u32;
-    // The first live entry is stored absolute, the others as deltas.
-    let mut prev = 0;
-    let mut merged = false;
+    let mut out = LogWriter::default();
+    let Some(f) = first else {
+        out.push(t, cost);
+        return Ok(out.finish());
+    };
+    let packed = log.packed();
+    let newest = log.newest().unwrap_or(f.ts);
+    let kept = log.len.saturating_sub(gone.entries);
+    if kept <= 1 {
+        // The first kept entry is the newest.
+        if f.ts == t {
+            out.push(t, f.count.saturating_add(cost));
+        } else {
+            out.push(f.ts, f.count);
+            out.push(t, cost);
+        }
+        return Ok(out.finish());
+    }
+    out.push(f.ts, f.count);
+    let newest_at = log.newest_offset();
+    if newest == t {
+        // Copy up to the newest entry, then rewrite it with its new count.
+        let mut pos = newest_at;
+        let delta =
+            u64::try_from(read_varint(packed, &mut pos)?).map_err(|_| DecodeError::Invalid)?;
+        let count =
+            u64::try_from(read_varint(packed, &mut pos)?).map_err(|_| DecodeError::Invalid)?;
+        let middle = packed.get(f.end..newest_at).ok_or(DecodeError::Invalid)?;
+        let middle_units = used.saturating_sub(f.count).saturating_sub(count);
+        out.copy(middle, kept - 2, middle_units, newest - delta);
+        out.push(newest, count.saturating_add(cost));
+    } else {
+        let rest = packed.get(f.end..).ok_or(DecodeError::Invalid)?;
+        out.copy(rest, kept - 1, used.saturating_sub(f.count), newest);
+        out.push(t, cost);
+    }
+    Ok(out.finish())
+}
+
+/// The time rule for `EXACT`: entries stamped after `now_ms` (the clock
+/// stepped back, or the state came from a server whose clock ran ahead) are
+/// merged into one entry at `now_ms`, so every unit leaves the window within
+/// one window. `None`: the log is within the rule.
+pub fn settle_exact(log: &ExactLog, now_ms: u64) -> Result<Option<ExactLog>, DecodeError> {
+    match log.newest() {
+        Some(newest) if newest > now_ms => {}
+        _ => return Ok(None),
+    }
+    let mut entries = Vec::with_capacity(log.len());
+    let mut ahead = 0u64;
     for e in log.iter() {
-        let (ts, mut c) = e?;
-        if !live(ts) {
-            continue;
+        let (ts, c) = e?;
+        if ts > now_ms {
+            ahead = ahead.saturating_add(c);
+        } else {
+            entries.push((ts, c));
         }
-        if ts == t {
-            c = c.saturating_add(cost);
-            merged = true;
-        }
-        write_varint(&mut out, u128::from(ts - prev));
-        write_varint(&mut out, u128::from(c));
-        prev = ts;
-        n = n.saturating_add(1);
     }
-    if !merged {
-        write_varint(&mut out, u128::from(t - prev));
-        write_varint(&mut out, u128::from(cost));
-        n = n.saturating_add(1);
+    match entries.last_mut() {
+        Some(last) if last.0 == now_ms => last.1 = last.1.saturating_add(ahead).min(MAX_COUNT),
+        _ => entries.push((now_ms, ahead.min(MAX_COUNT))),
     }
-    Ok(ExactLog {
-        packed: out.into_boxed(),
-        len: n,
-    })
+    Ok(Some(ExactLog::from_entries(&entries)))
 }
 
 /// An `EXACT` refund: takes `units` back from the newest entries still in
@@ -341,6 +605,15 @@ impl Sink for Scratch {
 }
 
 impl Scratch {
+    /// Bytes written so far.
+    fn len(&self) -> usize {
+        if self.heap.is_empty() {
+            self.len
+        } else {
+            self.heap.len()
+        }
+    }
+
     fn into_boxed(self) -> Box<[u8]> {
         if self.heap.is_empty() {
             Box::from(self.stack.get(..self.len).unwrap_or_default())
@@ -436,6 +709,21 @@ pub fn refund_approx(
         decision: step_approx(Some(s), quota, now_ms, 0).decision,
         new_state: Some(s),
     }
+}
+
+/// The time rule for `APPROX`: counters whose window starts after `now_ms`
+/// are read as the current aligned window's, so they are gone within two
+/// windows (the approximation's own full reset). `None`: within the rule.
+pub fn settle_approx(
+    s: &SlidingApproxState,
+    quota: &WindowQuota,
+    now_ms: u64,
+) -> Option<SlidingApproxState> {
+    let w = quota.window_ms();
+    (s.start_ms > now_ms).then(|| SlidingApproxState {
+        start_ms: now_ms - now_ms % w,
+        ..*s
+    })
 }
 
 /// The stored counters as of the aligned window holding `now_ms`: the
@@ -536,6 +824,65 @@ mod tests {
         }
         let log = log.expect("stored");
         assert_eq!(log.entries().expect("decodes"), vec![(7, 10)]);
+    }
+
+    proptest! {
+        /// A follower applying the deltas of granted calls reaches the very
+        /// log the master holds, however entries leave the window and merge.
+        #[test]
+        fn deltas_rebuild_the_masters_log(
+            limit in 1u64..40,
+            window in 1u64..300,
+            calls in prop::collection::vec((0u64..40, 1u64..6), 1..120),
+        ) {
+            let q = WindowQuota::new(limit, window).expect("valid");
+            let mut master: Option<ExactLog> = None;
+            let mut follower: Option<ExactLog> = None;
+            let mut now = 1_000;
+            for (gap, cost) in calls {
+                now += gap;
+                let out = step_exact(master.as_ref(), &q, now, cost).expect("decodes");
+                let Some(next) = out.new_state else { continue };
+                match master.as_ref().and_then(|m| ExactDelta::between(m, &next, cost, now)) {
+                    Some(delta) => {
+                        let f = follower.as_ref().expect("the follower has the log");
+                        follower = Some(delta.apply(f).expect("applies"));
+                    }
+                    None => follower = Some(next.clone()),
+                }
+                prop_assert_eq!(follower.as_ref(), Some(&next));
+                master = Some(next);
+            }
+        }
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_the_log_is_refused() {
+        let log = ExactLog::from_entries(&[(100, 2), (200, 3)]);
+        let ok = ExactDelta {
+            keep_from: 200,
+            ts: 300,
+            units: 1,
+            len: 2,
+            total: 4,
+        };
+        assert_eq!(
+            ok.apply(&log).map(|l| l.entries().expect("decodes")),
+            Ok(vec![(200, 3), (300, 1)])
+        );
+        for bad in [
+            ExactDelta { len: 3, ..ok },
+            ExactDelta { total: 5, ..ok },
+            ExactDelta {
+                ts: 150,
+                keep_from: 100,
+                ..ok
+            },
+            ExactDelta { units: 0, ..ok },
+            ExactDelta { ts: u64::MAX, ..ok },
+        ] {
+            assert!(bad.apply(&log).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -671,6 +1018,21 @@ mod tests {
                 }
                 let used: u64 = model.iter().map(|e| e.1).sum();
                 prop_assert_eq!(d.remaining, limit - used);
+                if let Some(l) = &log {
+                    // The summary agrees with the entries (a decode rebuilds
+                    // it from them), and the live entries are the model's.
+                    prop_assert_eq!(&ExactLog::from_packed(l.packed()), &Ok(l.clone()));
+                    let entries = l.entries().expect("decodes");
+                    let live: Vec<(u64, u64)> = entries.iter().copied().filter(|e| e.0 + window > now).collect();
+                    let mut merged: Vec<(u64, u64)> = Vec::new();
+                    for &(ts, c) in &model {
+                        match merged.last_mut() {
+                            Some(m) if m.0 == ts => m.1 += c,
+                            _ => merged.push((ts, c)),
+                        }
+                    }
+                    prop_assert_eq!(live, merged);
+                }
                 if let Retry::After(ms) = d.retry {
                     // After the wait the model has room; one ms earlier it has not.
                     let room_at = |t: u64| model.iter().filter(|e| e.0 + window > t).map(|e| e.1).sum::<u64>() + cost <= limit;

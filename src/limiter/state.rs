@@ -18,8 +18,15 @@ use std::fmt;
 use super::fixed_window::FixedWindowState;
 use super::limits::{LimitEntry, LimitsState};
 use super::sliding_window::{ExactLog, SlidingApproxState};
-use super::token_bucket::TokenBucketState;
-use rl_grammar::Algorithm;
+use super::token_bucket::{TokenBucketState, PICO};
+use rl_grammar::{Algorithm, MAX_COUNT};
+
+/// No stored time may lie beyond this instant: 10000-01-01T00:00:00Z in ms
+/// since the epoch, far beyond any real clock. A state stamped later is
+/// forged or damaged; the algorithms' arithmetic is only proven below it, so
+/// every decoder refuses it (a state merely ahead of the server's clock loads
+/// and falls under the time rule, see `limiter::settle`).
+pub const HORIZON_MS: u64 = 253_402_300_800_000;
 
 /// One algorithm's state (the first format; still written for those).
 pub const FORMAT_V1: u8 = 1;
@@ -73,6 +80,8 @@ pub enum DecodeError {
     UnknownKind(u8),
     /// Well-formed bytes describing an impossible state, or trailing bytes.
     Invalid,
+    /// A time beyond [`HORIZON_MS`] (the year 10000).
+    BeyondHorizon,
 }
 
 impl fmt::Display for DecodeError {
@@ -84,6 +93,9 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::UnknownKind(k) => write!(f, "limiter state has unknown algorithm {k}"),
             DecodeError::Invalid => write!(f, "limiter state is corrupt"),
+            DecodeError::BeyondHorizon => {
+                write!(f, "limiter state has a time beyond the year 10000")
+            }
         }
     }
 }
@@ -212,15 +224,38 @@ impl State {
         let u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
             u64::try_from(read_varint(bytes, pos)?).map_err(|_| DecodeError::Invalid)
         };
+        // Counts and levels no quota can reach, and times past the horizon,
+        // are refused: the algorithms never produce them.
+        let count = |pos: &mut usize| {
+            u64_field(pos).and_then(|v| {
+                if v <= MAX_COUNT {
+                    Ok(v)
+                } else {
+                    Err(DecodeError::Invalid)
+                }
+            })
+        };
+        let time = |pos: &mut usize| {
+            u64_field(pos).and_then(|v| {
+                if v <= HORIZON_MS {
+                    Ok(v)
+                } else {
+                    Err(DecodeError::BeyondHorizon)
+                }
+            })
+        };
         Ok(match tag {
             TAG_TOKEN_BUCKET => {
                 let level = read_varint(bytes, pos)?;
-                let at_ms = u64_field(pos)?;
+                if level > u128::from(MAX_COUNT) * PICO {
+                    return Err(DecodeError::Invalid);
+                }
+                let at_ms = time(pos)?;
                 State::TokenBucket(TokenBucketState::new(level, at_ms))
             }
             TAG_FIXED_WINDOW => {
-                let start_ms = u64_field(pos)?;
-                let count = u64_field(pos)?;
+                let start_ms = time(pos)?;
+                let count = count(pos)?;
                 State::FixedWindow(FixedWindowState { start_ms, count })
             }
             TAG_SLIDING_EXACT => {
@@ -241,9 +276,9 @@ impl State {
                 State::SlidingExact(log)
             }
             TAG_SLIDING_APPROX => {
-                let start_ms = u64_field(pos)?;
-                let prev = u64_field(pos)?;
-                let cur = u64_field(pos)?;
+                let start_ms = time(pos)?;
+                let prev = count(pos)?;
+                let cur = count(pos)?;
                 State::SlidingApprox(SlidingApproxState {
                     start_ms,
                     prev,
@@ -403,7 +438,7 @@ mod tests {
     fn samples() -> Vec<State> {
         vec![
             State::TokenBucket(TokenBucketState::new(
-                u128::from(u64::MAX) * 1_000_000_000_000,
+                u128::from(MAX_COUNT) * PICO,
                 1_764_000_000_000,
             )),
             State::FixedWindow(FixedWindowState {
@@ -417,7 +452,7 @@ mod tests {
             ])),
             State::SlidingApprox(SlidingApproxState {
                 start_ms: 0,
-                prev: u64::MAX,
+                prev: MAX_COUNT,
                 cur: 0,
             }),
             limits_sample(),
@@ -517,6 +552,80 @@ mod tests {
         assert_eq!(State::decode(&too_many), Err(DecodeError::Invalid));
         // An empty limits state decodes (nothing to check it against).
         assert!(State::decode(&[FORMAT_V2, TAG_LIMITS, 0]).is_ok());
+    }
+
+    /// Finding 3 of issue 13: a `RESTORE`d log at 2^64 - 2 and 2^64 - 1 ms
+    /// granted without limit (`ts + window` saturated to `now`). Every time
+    /// past the horizon, and every count no limit reaches, is refused.
+    #[test]
+    fn states_beyond_the_horizon_or_any_limit_are_refused() {
+        let forged =
+            State::SlidingExact(ExactLog::from_entries(&[(u64::MAX - 1, 1), (u64::MAX, 1)]));
+        assert_eq!(
+            State::decode(&forged.to_bytes()),
+            Err(DecodeError::BeyondHorizon)
+        );
+        let at = |ms: u64| {
+            [
+                State::TokenBucket(TokenBucketState::new(PICO, ms)),
+                State::FixedWindow(FixedWindowState {
+                    start_ms: ms,
+                    count: 1,
+                }),
+                State::SlidingExact(ExactLog::from_entries(&[(ms, 1)])),
+                State::SlidingApprox(SlidingApproxState {
+                    start_ms: ms,
+                    prev: 1,
+                    cur: 1,
+                }),
+            ]
+        };
+        for s in at(HORIZON_MS) {
+            assert_eq!(State::decode(&s.to_bytes()), Ok(s.clone()), "{s:?}");
+            // Nested in a limits state, the same.
+            let limits = State::Limits(
+                LimitsState::new(vec![LimitEntry {
+                    name: None,
+                    state: Some(s),
+                }])
+                .expect("valid"),
+            );
+            assert!(State::decode(&limits.to_bytes()).is_ok());
+        }
+        for s in at(HORIZON_MS + 1) {
+            assert_eq!(
+                State::decode(&s.to_bytes()),
+                Err(DecodeError::BeyondHorizon),
+                "{s:?}"
+            );
+            let limits = State::Limits(
+                LimitsState::new(vec![LimitEntry {
+                    name: None,
+                    state: Some(s),
+                }])
+                .expect("valid"),
+            );
+            assert_eq!(
+                State::decode(&limits.to_bytes()),
+                Err(DecodeError::BeyondHorizon)
+            );
+        }
+        let over = MAX_COUNT + 1;
+        for s in [
+            State::TokenBucket(TokenBucketState::new(u128::from(over) * PICO, 0)),
+            State::FixedWindow(FixedWindowState {
+                start_ms: 0,
+                count: over,
+            }),
+            State::SlidingExact(ExactLog::from_entries(&[(5, over)])),
+            State::SlidingApprox(SlidingApproxState {
+                start_ms: 0,
+                prev: 0,
+                cur: over,
+            }),
+        ] {
+            assert_eq!(State::decode(&s.to_bytes()), Err(DecodeError::Invalid));
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@ impl TokenBucketState {
 ///
 /// A bucket that does not exist yet is full. If the clock went backwards the
 /// stored time is used, so nothing refills until the clock catches up, and
-/// the reported waits include the difference.
+/// the reported waits include the difference; `limiter::apply` first settles
+/// a stamp further ahead than the time rule allows (see [`settle`]).
 ///
 /// Lowering the capacity of an existing bucket drops the tokens above the new
 /// capacity; raising it lets the bucket refill up to the new capacity at the
@@ -80,14 +81,23 @@ pub fn step(
     }
     if needed <= level {
         let left = level - needed;
+        // Fewer tokens shorten how far ahead the stamp may stay (the time
+        // rule, see `settle`): the reset never exceeds capacity / rate.
+        let after = TokenBucketState::new(left, t);
+        let after = settle(&after, quota, now_ms).unwrap_or(after);
+        let reset = if left >= capacity {
+            0
+        } else {
+            sat_u64(div_ceil_u128(capacity - left, rate)).saturating_add(after.at_ms - now_ms)
+        };
         return Outcome {
             decision: Decision {
                 limit: quota.capacity(),
                 remaining: remaining(left),
                 retry: Retry::Now,
-                reset_after_ms: reset_after(left),
+                reset_after_ms: reset,
             },
-            new_state: (cost > 0).then_some(TokenBucketState::new(left, t)),
+            new_state: (cost > 0).then_some(after),
         };
     }
     let wait = sat_u64(div_ceil_u128(needed - level, rate)).saturating_add(skew);
@@ -114,6 +124,44 @@ fn level_at(prev: Option<TokenBucketState>, quota: &TokenBucketQuota, now_ms: u6
             (s.level().saturating_add(refill).min(capacity), t)
         }
     }
+}
+
+/// The time rule: a bucket stamped later than `now_ms` (the clock stepped
+/// back, or the state came from a server whose clock ran ahead) keeps its
+/// level and refills nothing until its stamp, but the stamp is moved back to
+/// at most the time its own tokens would take to drain at `rate`. The full
+/// reset from `now_ms` is then at most `capacity / rate`: no step of the
+/// clock turns into a longer lockout. `None`: the state is within the rule.
+pub fn settle(
+    s: &TokenBucketState,
+    quota: &TokenBucketQuota,
+    now_ms: u64,
+) -> Option<TokenBucketState> {
+    if s.at_ms <= now_ms {
+        return None;
+    }
+    let capacity = u128::from(quota.capacity()) * PICO;
+    let level = s.level().min(capacity);
+    // floor(level / rate) ms: with the ceiled refill time of the rest, the
+    // reset stays within ceil(capacity / rate).
+    let slack = sat_u64(level / u128::from(quota.rate_nano()).max(1));
+    let latest = now_ms.saturating_add(slack);
+    (s.at_ms > latest).then(|| TokenBucketState::new(s.level(), latest))
+}
+
+/// Continues from a key redis-cell left: a GCRA "theoretical arrival time"
+/// `tat_ns` (ns since the epoch; redis-cell stores it as a decimal string).
+/// The bucket at `now_ms` then lacks the tokens the rate refills between now
+/// and that time (rounded up: a migration never grants extra), so the
+/// remaining count is redis-cell's. A time past now by more than a full
+/// bucket leaves it empty (and the time rule bounds the wait); one in the
+/// past leaves it full.
+pub fn from_cell_tat(tat_ns: u64, quota: &TokenBucketQuota, now_ms: u64) -> TokenBucketState {
+    let capacity = u128::from(quota.capacity()) * PICO;
+    let ahead_ns = u128::from(tat_ns).saturating_sub(u128::from(now_ms) * 1_000_000);
+    // rate_nano is pico-tokens per ms, i.e. rate_nano / 1e6 per ns.
+    let owed = div_ceil_u128(ahead_ns * u128::from(quota.rate_nano()), 1_000_000);
+    TokenBucketState::new(capacity.saturating_sub(owed), now_ms)
 }
 
 /// A refund: gives `units` tokens back, never above `capacity`. Always
@@ -298,6 +346,45 @@ mod tests {
             Some(10 * PICO),
             "capped at capacity"
         );
+    }
+
+    /// redis-cell's arithmetic, as its source (`src/cell/mod.rs`) documents
+    /// it: emission interval T = period / count, tolerance = T * (burst + 1),
+    /// remaining = floor((tolerance - (tat - now)) / T).
+    fn cell_remaining(burst: u64, count: u64, period_s: u64, tat_ns: u64, now_ns: u64) -> u64 {
+        let t = (period_s as f64 * 1e9 / count as f64) as u64;
+        let tolerance = t * (burst + 1);
+        let ahead = tat_ns.saturating_sub(now_ns);
+        tolerance.saturating_sub(ahead) / t
+    }
+
+    #[test]
+    fn a_redis_cell_tat_continues_with_the_same_remaining_count() {
+        let now = 1_764_000_000_000u64;
+        let now_ns = now * 1_000_000;
+        // CL.THROTTLE key 15 30 60: 16 tokens, one every 2 s.
+        let q = quota(16, 0.5);
+        for ahead_ns in [
+            0,
+            1,
+            1_999_999_999,
+            2_000_000_000,
+            7_300_000_000,
+            32_000_000_000,
+        ] {
+            let tat = now_ns + ahead_ns;
+            let s = from_cell_tat(tat, &q, now);
+            let d = step(Some(s), &q, now, 0).decision;
+            assert_eq!(
+                d.remaining,
+                cell_remaining(15, 30, 60, tat, now_ns),
+                "{ahead_ns}"
+            );
+            assert_eq!(s.at_ms, now);
+        }
+        // A TAT in the past is a full bucket; far ahead, an empty one.
+        assert_eq!(from_cell_tat(now_ns - 5, &q, now).level(), 16 * PICO);
+        assert_eq!(from_cell_tat(u64::MAX, &q, now).level(), 0);
     }
 
     proptest! {

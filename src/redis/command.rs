@@ -6,11 +6,12 @@ use std::ffi::{c_char, CStr};
 use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::args::{self, Call};
-use super::datatype::{LimiterKey, SETSTATE};
+use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
 use super::{clock, config, info};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
+use crate::limiter::sliding_window::ExactDelta;
 use crate::limiter::state::Kind;
-use crate::limiter::{self, ApplyError, Decision, Retry, State};
+use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, State};
 
 /// Keys never live longer than this (~1,115 years), whatever a quota says,
 /// so absolute expiry times cannot overflow.
@@ -86,19 +87,36 @@ fn run(
 
     let now = clock::now_ms();
     let mut lk = LimiterKey::open(ctx, key);
-    let stored = lk.state()?;
     let called = Kind::Algorithm(call.quota.algorithm());
-    let outcome = limiter::apply(stored.as_deref(), &call.quota, now, call.cost)
-        .map_err(|e| apply_error(e, called))?;
+    // A key redis-cell left (a string holding its GCRA time): CL.THROTTLE
+    // continues from it, and its next write converts the key to our type.
+    let from_cell = match (shape, call.quota) {
+        (Shape::Cell, Quota::TokenBucket(q)) => lk
+            .redis_cell_tat()
+            .map(|tat| State::TokenBucket(token_bucket::from_cell_tat(tat, &q, now))),
+        _ => None,
+    };
+    let stored = match &from_cell {
+        Some(s) => Some(s),
+        None => lk.state()?.map(|s| &*s),
+    };
+    let outcome =
+        limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
-        commit(
-            ctx,
-            &mut lk,
-            key,
-            state,
-            now,
-            outcome.decision.reset_after_ms,
-        )?;
+        // A grant on an EXACT log goes to replicas and the AOF as a delta.
+        let delta = match (stored, &state) {
+            (Some(State::SlidingExact(before)), State::SlidingExact(after)) => {
+                let units = u64::try_from(call.cost).unwrap_or(0);
+                ExactDelta::between(before, after, units, now)
+            }
+            _ => None,
+        };
+        if from_cell.is_some() {
+            // Replaces the string (and drops its TTL; commit sets ours).
+            lk.replace(state.clone())?;
+        }
+        let reset = outcome.decision.reset_after_ms;
+        commit(ctx, &mut lk, key, state, now, reset, delta.as_ref())?;
     }
     drop(lk);
     counters.record(outcome.decision.allowed());
@@ -160,7 +178,7 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let mut outcome = combine(stored, &limits, now).map_err(|e| apply_error(e, Kind::Limits))?;
     if let Some(state) = outcome.new_state.take() {
         let reset = outcome.reset_after_ms();
-        commit(ctx, &mut lk, key, State::Limits(state), now, reset)?;
+        commit(ctx, &mut lk, key, State::Limits(state), now, reset, None)?;
     }
     drop(lk);
     info::LIMITS.record(outcome.allowed);
@@ -169,7 +187,9 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 /// Stores a new state with its absolute expiry (`reset_after_ms` from
-/// `now`), replicates it and signals the change.
+/// `now`), replicates it and signals the change. With a `delta` (a grant on
+/// an `EXACT` log) replicas and the AOF get `RL.EXACTADD`, whose size does
+/// not grow with the log, instead of the whole state.
 fn commit(
     ctx: &Context,
     lk: &mut LimiterKey,
@@ -177,13 +197,18 @@ fn commit(
     state: State,
     now: u64,
     reset_after_ms: u64,
+    delta: Option<&ExactDelta>,
 ) -> Result<(), RedisError> {
     let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
     let at = now.saturating_add(ttl);
-    let payload = state.encoded();
+    let payload = delta.is_none().then(|| state.encoded());
     lk.store(state)?;
     lk.expire_at(at, ttl);
-    replicate(ctx, key, payload.as_slice(), at);
+    match (payload, delta) {
+        (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
+        (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
+        (None, None) => {}
+    }
     // SAFETY: ctx and key are valid for this command.
     unsafe {
         if let Some(signal) = raw::RedisModule_SignalModifiedKey {
@@ -222,6 +247,28 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
                 payload.as_ptr().cast::<c_char>(),
                 payload.len(),
                 i64::try_from(at_ms).unwrap_or(i64::MAX),
+            );
+        }
+    }
+}
+
+/// Sends replicas and the AOF a grant on an `EXACT` log as a delta.
+fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms: u64) {
+    // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
+    // outlives the call, which copies its arguments.
+    unsafe {
+        if let Some(rep) = raw::RedisModule_Replicate {
+            rep(
+                ctx.ctx,
+                EXACTADD.as_ptr(),
+                c"sllllll".as_ptr(),
+                key.inner,
+                to_i64(d.keep_from),
+                to_i64(d.ts),
+                to_i64(d.units),
+                to_i64(d.len),
+                to_i64(d.total),
+                to_i64(at_ms),
             );
         }
     }
@@ -338,5 +385,61 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         let ttl = at_ms.saturating_sub(clock::now_ms());
         lk.expire_at(at_ms, ttl);
     }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `RL.EXACTADD key keep_from_ms ts_ms units len total at_ms`: internal. A
+/// grant on an `EXACT` log as a master replicated it: entries older than
+/// `keep_from_ms` leave, `units` are added at `ts_ms`, and the result must
+/// have `len` entries and `total` units (else the follower's log differs and
+/// the delta is refused). Refuses ordinary clients, as `RL.SETSTATE` does.
+pub fn exact_add(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if !ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        return Err(RedisError::Str(
+            "ERR RL.EXACTADD is internal: it is only accepted from a master or the AOF",
+        ));
+    }
+    let [_, key, nums @ ..] = argv.as_slice() else {
+        return Err(RedisError::Str(
+            "ERR wrong number of arguments for RL.EXACTADD",
+        ));
+    };
+    let mut v = [0u64; 6];
+    if nums.len() != v.len() {
+        return Err(RedisError::Str(
+            "ERR wrong number of arguments for RL.EXACTADD",
+        ));
+    }
+    for (slot, arg) in v.iter_mut().zip(nums) {
+        *slot = arg
+            .parse_integer()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or(RedisError::Str("ERR RL.EXACTADD: bad number"))?;
+    }
+    let [keep_from, ts, units, len, total, at_ms] = v;
+    let delta = ExactDelta {
+        keep_from,
+        ts,
+        units,
+        len,
+        total,
+    };
+    let mut lk = LimiterKey::open(ctx, key);
+    let next = match lk.state()? {
+        Some(State::SlidingExact(log)) => delta
+            .apply(log)
+            .map_err(|e| RedisError::String(format!("ERR RL.EXACTADD: {e}")))?,
+        _ => {
+            return Err(RedisError::Str(
+                "ERR RL.EXACTADD: the key holds no EXACT log to add to",
+            ))
+        }
+    };
+    lk.store(State::SlidingExact(next))?;
+    lk.expire_at(at_ms, at_ms.saturating_sub(clock::now_ms()));
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -46,6 +46,9 @@ pub static RATELIMIT_TYPE: RedisType = RedisType::new(
 /// The internal command that carries a state to replicas and the AOF.
 pub const SETSTATE: &std::ffi::CStr = c"RL.SETSTATE";
 
+/// The internal command that carries a grant on an `EXACT` log as a delta.
+pub const EXACTADD: &std::ffi::CStr = c"RL.EXACTADD";
+
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver != ENCODING_VERSION {
         // A newer build wrote this; guessing would corrupt limits.
@@ -191,6 +194,31 @@ impl LimiterKey {
                 return Err(RedisError::WrongType);
             }
             Ok(get_value(self.key).cast::<State>().as_mut())
+        }
+    }
+
+    /// The state redis-cell left in the key: its GCRA time in ns, a decimal
+    /// string (`None`: not a string of that form, or no key).
+    pub fn redis_cell_tat(&self) -> Option<u64> {
+        // SAFETY: `self.key` is an open key for the life of `self`; the DMA
+        // pointer is read only while the key stays open and unmodified, and
+        // only `len` bytes of it.
+        unsafe {
+            let (key_type, dma) = (raw::RedisModule_KeyType?, raw::RedisModule_StringDMA?);
+            if self.key.is_null() || key_type(self.key) != raw::REDISMODULE_KEYTYPE_STRING as c_int
+            {
+                return None;
+            }
+            let mut len = 0usize;
+            let ptr = dma(self.key, &mut len, raw::REDISMODULE_READ as c_int);
+            if ptr.is_null() || len == 0 || len > 20 {
+                return None;
+            }
+            let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
+            if !bytes.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(bytes).ok()?.parse().ok()
         }
     }
 
