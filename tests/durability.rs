@@ -2,6 +2,10 @@
 //! COPY and RENAME; damaged payloads are refused, never crash the server.
 
 mod common;
+#[path = "common/payload.rs"]
+mod payload;
+
+use payload::crc64;
 
 use common::{err, ok, snapshot, wait_until, Flavor, Server};
 use std::time::Duration;
@@ -284,23 +288,6 @@ fn dump_restore_copy_and_rename_keep_state(f: Flavor) {
         snapshot(&mut c, "tb:copy").0,
         snapshot(&mut c, "tb:moved").0
     );
-}
-
-/// Redis's CRC-64 (Jones), as DUMP payloads carry it.
-fn crc64(data: &[u8]) -> u64 {
-    const POLY: u64 = 0x95ac_9329_ac4b_c9b5;
-    let mut crc = 0u64;
-    for &b in data {
-        crc ^= u64::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
 }
 
 /// Re-signs a DUMP payload whose body was edited.
