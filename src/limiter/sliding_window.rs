@@ -287,26 +287,7 @@ pub fn step_exact(
     let live = |ts: u64| ts.saturating_add(w) > t;
     // Entries leave oldest first: walk those that left, up to the first
     // still in the window; the units in it are the total minus theirs.
-    let mut it = log.iter();
-    let mut gone = Gone::default();
-    let mut first = None;
-    for e in it.by_ref() {
-        let (ts, c) = e?;
-        if live(ts) {
-            first = Some(FirstLive {
-                ts,
-                count: c,
-                end: it.offset(),
-            });
-            break;
-        }
-        gone.entries = gone.entries.saturating_add(1);
-        gone.units = gone.units.saturating_add(c);
-    }
-    let used = match first {
-        Some(_) => log.total().saturating_sub(gone.units),
-        None => 0,
-    };
+    let (gone, first, used, mut it) = split_at_first_live(log, live)?;
     // The newest entry is the last to leave the window.
     let reset = |newest: Option<u64>| {
         newest
@@ -400,26 +381,7 @@ impl ExactDelta {
         if self.units == 0 || self.units > MAX_COUNT || self.ts < self.keep_from {
             return Err(DecodeError::Invalid);
         }
-        let mut it = log.iter();
-        let mut gone = Gone::default();
-        let mut first = None;
-        while let Some(e) = it.next() {
-            let (ts, c) = e?;
-            if ts >= self.keep_from {
-                first = Some(FirstLive {
-                    ts,
-                    count: c,
-                    end: it.offset(),
-                });
-                break;
-            }
-            gone.entries = gone.entries.saturating_add(1);
-            gone.units = gone.units.saturating_add(c);
-        }
-        let used = match first {
-            Some(_) => log.total().saturating_sub(gone.units),
-            None => 0,
-        };
+        let (gone, first, used, _) = split_at_first_live(log, |ts| ts >= self.keep_from)?;
         if first.is_some() && log.newest().is_some_and(|n| n > self.ts) {
             return Err(DecodeError::Invalid);
         }
@@ -449,6 +411,32 @@ struct FirstLive {
     count: u64,
     /// Where the entry after it starts.
     end: usize,
+}
+
+/// Walks the head of `log` up to the first entry `live` keeps (entries leave
+/// oldest first): what left, that entry, the units still in the window (the
+/// log's total minus those that left), and the entries after it.
+fn split_at_first_live(
+    log: &ExactLog,
+    live: impl Fn(u64) -> bool,
+) -> Result<(Gone, Option<FirstLive>, u64, Entries<'_>), DecodeError> {
+    let mut it = log.iter();
+    let mut gone = Gone::default();
+    while let Some(e) = it.next() {
+        let (ts, count) = e?;
+        if live(ts) {
+            let first = FirstLive {
+                ts,
+                count,
+                end: it.offset(),
+            };
+            let used = log.total().saturating_sub(gone.units);
+            return Ok((gone, Some(first), used, it));
+        }
+        gone.entries = gone.entries.saturating_add(1);
+        gone.units = gone.units.saturating_add(count);
+    }
+    Ok((gone, None, 0, it))
 }
 
 /// The entries of `log` from `first` on (those before it left the window),
