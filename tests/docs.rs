@@ -1,6 +1,7 @@
 //! Documentation that cannot drift: every fenced shell block that follows a
 //! `<!-- doctest -->` line in README.md and api-shim/README.md is run
-//! literally, from the repository root, and must work.
+//! literally, from the repository root, and must work. (Blocks marked
+//! `<!-- doctest: nginx -->` are scripts run whole by api-shim/tests/nginx.rs.)
 //!
 //! How a marked block runs:
 //! - Ports: each documented port (6379, 6380, 8080, 8081, 8088, 9000) is

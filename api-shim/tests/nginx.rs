@@ -303,7 +303,9 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
     .await;
 }
 
-/// The `<!-- doctest -->` shell blocks of one section of a README, in order.
+/// The `<!-- doctest: nginx -->` shell blocks of one section of a README, in
+/// order (each runs as one script; `tests/docs.rs` runs the plain
+/// `<!-- doctest -->` blocks line by line).
 fn doctest_blocks(readme: &str, section: &str) -> Vec<String> {
     let start = readme.find(section).expect("section in README");
     let rest = &readme[start + section.len()..];
@@ -314,7 +316,7 @@ fn doctest_blocks(readme: &str, section: &str) -> Vec<String> {
     let mut blocks = vec![];
     let mut lines = rest[..end].lines();
     while let Some(line) = lines.next() {
-        if line.trim() != "<!-- doctest -->" {
+        if line.trim() != "<!-- doctest: nginx -->" {
             continue;
         }
         let fence = lines.next().expect("a fenced block after the marker");
