@@ -7,7 +7,7 @@ mod payload;
 
 use payload::crc64;
 
-use common::{err, ok, snapshot, wait_until, Flavor, Server};
+use common::{err, ok, snapshot, Flavor, Server};
 use std::time::Duration;
 
 /// A few calls on each algorithm, leaving keys in varied states.
@@ -44,15 +44,6 @@ fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
     KEYS.iter().map(|k| snapshot(c, k)).collect()
 }
 
-/// Waits until the replica acknowledged everything the master sent (a
-/// loaded machine can need more than one `WAIT` timeout).
-fn wait_for_replica(m: &mut redis::Connection) {
-    wait_until(Duration::from_secs(60), "replica acknowledges", || {
-        let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(m).expect("WAIT");
-        acked >= 1
-    });
-}
-
 fn repl_offset(c: &mut redis::Connection) -> i64 {
     let info: String = redis::cmd("INFO")
         .arg("replication")
@@ -72,7 +63,7 @@ fn replica_holds_exactly_the_masters_state(f: Flavor) {
     let mut m = master.conn();
     let mut r = replica.conn();
     run_workload(&mut m);
-    wait_for_replica(&mut m);
+    common::wait_for_replica(&mut m);
     for key in KEYS {
         let (mv, mat) = snapshot(&mut m, key);
         let (rv, rat) = snapshot(&mut r, key);
@@ -154,7 +145,7 @@ fn replica_matches_after_many_random_calls(f: Flavor) {
         pipe.add_command(common::cmd(&line)).ignore();
     }
     let _: () = pipe.query(&mut m).expect("pipeline");
-    wait_for_replica(&mut m);
+    common::wait_for_replica(&mut m);
     let keys: Vec<String> = redis::cmd("KEYS").arg("r:*").query(&mut m).expect("KEYS");
     assert!(!keys.is_empty());
     let mut compared = 0;
@@ -226,16 +217,7 @@ fn state_survives_restart_from_aof(f: Flavor) {
         let mut c = s.conn();
         assert_eq!(snapshots(&mut c), before, "AOF replay, preamble {preamble}");
 
-        let _: String = redis::cmd("BGREWRITEAOF")
-            .query(&mut c)
-            .expect("BGREWRITEAOF");
-        wait_until(Duration::from_secs(20), "AOF rewrite", || {
-            let info: String = redis::cmd("INFO")
-                .arg("persistence")
-                .query(&mut c)
-                .unwrap_or_default();
-            info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-        });
+        common::rewrite_aof(&mut c);
         s.restart();
         let mut c = s.conn();
         assert_eq!(

@@ -142,12 +142,7 @@ fn a_settled_state_reaches_the_replica(f: Flavor) {
     restore(&mut c, "tb", YEAR_MS, &state).expect("loads");
     let d = ok(&mut c, "RL.TOKENBUCKET tb 5 0.5 1");
     assert!(d.retry_after_ms <= 10_000, "{d:?}");
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut c)
-        .expect("WAIT");
-    assert_eq!(acked, 1);
+    common::wait_for_replica(&mut c);
     let mut rc = r.conn();
     assert_eq!(
         common::snapshot(&mut c, "tb"),
@@ -397,12 +392,7 @@ fn redis_cell_keys_are_continued_and_converted(f: Flavor) {
         assert!(e.starts_with("WRONGTYPE"), "{line}: {e}");
     }
 
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut c)
-        .expect("WAIT");
-    assert_eq!(acked, 1);
+    common::wait_for_replica(&mut c);
     let mut rc = replica.conn();
     assert_eq!(key_type(&mut rc, "cell"), "ratelimit");
     assert_eq!(
@@ -469,12 +459,7 @@ fn long_exact_logs_replicate_as_deltas(f: Flavor) {
             1
         );
     }
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut c)
-        .expect("WAIT");
-    assert_eq!(acked, 1);
+    common::wait_for_replica(&mut c);
     let mut rc = r.conn();
     let master = common::snapshot(&mut c, "long");
     assert_eq!(master, common::snapshot(&mut rc, "long"), "replica");
@@ -490,16 +475,7 @@ fn long_exact_logs_replicate_as_deltas(f: Flavor) {
     s.restart();
     let mut c = s.conn();
     assert_eq!(common::snapshot(&mut c, "long"), master, "AOF replay");
-    let _: String = redis::cmd("BGREWRITEAOF")
-        .query(&mut c)
-        .expect("BGREWRITEAOF");
-    common::wait_until(std::time::Duration::from_secs(20), "AOF rewrite", || {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query(&mut c)
-            .unwrap_or_default();
-        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-    });
+    common::rewrite_aof(&mut c);
     s.restart();
     let mut c = s.conn();
     assert_eq!(common::snapshot(&mut c, "long"), master, "rewritten AOF");

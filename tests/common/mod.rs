@@ -456,3 +456,24 @@ macro_rules! on_both_servers {
         )*
     };
 }
+
+/// Waits until a replica acknowledged everything the master `m` sent (a
+/// loaded machine can need more than one `WAIT` timeout).
+pub fn wait_for_replica(m: &mut redis::Connection) {
+    wait_until(Duration::from_secs(60), "replica acknowledges", || {
+        let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(m).expect("WAIT");
+        acked >= 1
+    });
+}
+
+/// Rewrites the AOF (`BGREWRITEAOF`) and waits until the rewrite is done.
+pub fn rewrite_aof(c: &mut redis::Connection) {
+    let _: String = redis::cmd("BGREWRITEAOF").query(c).expect("BGREWRITEAOF");
+    wait_until(Duration::from_secs(20), "AOF rewrite", || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(c)
+            .unwrap_or_default();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    });
+}
