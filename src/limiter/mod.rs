@@ -8,6 +8,7 @@
 pub mod decision;
 pub mod fixed_window;
 pub mod limits;
+pub mod packed;
 pub mod sliding_window;
 pub mod state;
 pub mod token_bucket;

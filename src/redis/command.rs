@@ -17,6 +17,34 @@ use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, Sta
 /// so absolute expiry times cannot overflow.
 const MAX_TTL_MS: u64 = 1 << 45;
 
+/// A server string argument (a key or a word), borrowed from the call.
+pub type RawString = *mut raw::RedisModuleString;
+
+/// A command's arguments as the server passed them: borrowed, never copied
+/// (the hot commands are registered with `RedisModule_CreateCommand`
+/// directly, without the wrapper's owned `Vec<RedisString>`).
+#[derive(Clone, Copy)]
+pub struct Argv<'a>(&'a [RawString]);
+
+impl<'a> Argv<'a> {
+    /// # Safety
+    /// `argv` and `argc` must be what the server passed to a command
+    /// callback; the view must not outlive that call.
+    pub unsafe fn from_raw(argv: *mut RawString, argc: std::ffi::c_int) -> Self {
+        let len = usize::try_from(argc).unwrap_or(0);
+        if argv.is_null() || len == 0 {
+            return Argv(&[]);
+        }
+        // SAFETY: the server's argv holds argc live strings (contract).
+        Argv(unsafe { std::slice::from_raw_parts(argv, len) })
+    }
+}
+
+/// The bytes of a server string argument.
+fn bytes<'a>(s: RawString) -> &'a [u8] {
+    RedisString::string_as_slice(s)
+}
+
 /// How a command shapes its reply.
 #[derive(Clone, Copy)]
 enum Shape {
@@ -27,10 +55,10 @@ enum Shape {
 }
 
 /// `RL.TOKENBUCKET key capacity rate cost`
-pub fn token_bucket(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+pub fn token_bucket(ctx: &Context, argv: Argv) -> RedisResult {
     run(
         ctx,
-        &argv,
+        argv,
         args::token_bucket,
         &info::TOKENBUCKET,
         Shape::Rl,
@@ -38,10 +66,10 @@ pub fn token_bucket(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 /// `RL.FIXEDWINDOW key limit window cost`
-pub fn fixed_window(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+pub fn fixed_window(ctx: &Context, argv: Argv) -> RedisResult {
     run(
         ctx,
-        &argv,
+        argv,
         args::fixed_window,
         &info::FIXEDWINDOW,
         Shape::Rl,
@@ -49,18 +77,18 @@ pub fn fixed_window(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 /// `RL.SLIDING key limit window cost [EXACT|APPROX]`
-pub fn sliding(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::sliding, &info::SLIDING, Shape::Rl)
+pub fn sliding(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::sliding, &info::SLIDING, Shape::Rl)
 }
 
 /// `CL.THROTTLE key max_burst count period [quantity]`
-pub fn throttle(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::throttle, &info::THROTTLE, Shape::Cell)
+pub fn throttle(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::throttle, &info::THROTTLE, Shape::Cell)
 }
 
 fn run(
     ctx: &Context,
-    argv: &[RedisString],
+    argv: Argv,
     parse: fn(&[&[u8]]) -> Result<Call, String>,
     counters: &info::Counters,
     shape: Shape,
@@ -68,13 +96,13 @@ fn run(
     // No command takes more than four arguments after the key; a fifth slot
     // lets the parser see "too many" without allocating.
     let mut slots: [&[u8]; 5] = [&[]; 5];
-    let (key, rest) = match argv {
-        [_, key, rest @ ..] => (Some(key), rest),
+    let (key, rest) = match argv.0 {
+        [_, key, rest @ ..] => (Some(*key), rest),
         _ => (None, &[][..]),
     };
     let n = rest.len().min(slots.len());
-    for (slot, arg) in slots.iter_mut().zip(rest) {
-        *slot = arg.as_slice();
+    for (slot, &arg) in slots.iter_mut().zip(rest) {
+        *slot = bytes(arg);
     }
     let call = parse(slots.get(..n).unwrap_or(&slots)).map_err(RedisError::String)?;
     // parse() only succeeds with the right arity, which includes the key.
@@ -96,10 +124,11 @@ fn run(
             .map(|tat| State::TokenBucket(token_bucket::from_cell_tat(tat, &q, now))),
         _ => None,
     };
-    let stored = match &from_cell {
-        Some(s) => Some(s),
-        None => lk.state()?.map(|s| &*s),
+    let held = match from_cell {
+        Some(_) => None,
+        None => lk.state()?,
     };
+    let stored = from_cell.as_ref().or(held.as_deref());
     let outcome =
         limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
@@ -125,8 +154,8 @@ fn run(
 }
 
 /// `RL.LIMITS key cost spec [spec ...]`
-pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let [_, key, rest @ ..] = argv.as_slice() else {
+pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
+    let [_, key, rest @ ..] = argv.0 else {
         return Err(RedisError::String(args::arity_error(
             rl_grammar::USAGE_LIMITS,
         )));
@@ -137,13 +166,13 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let mut slots: [&[u8]; MOST_WORDS] = [&[]; MOST_WORDS];
     let heap: Vec<&[u8]>;
     let words: &[&[u8]] = if rest.len() <= MOST_WORDS {
-        for (slot, arg) in slots.iter_mut().zip(rest) {
-            *slot = arg.as_slice();
+        for (slot, &arg) in slots.iter_mut().zip(rest) {
+            *slot = bytes(arg);
         }
         slots.get(..rest.len()).unwrap_or_default()
     } else {
         // Too long to be valid: the parser says why.
-        heap = rest.iter().map(RedisString::as_slice).collect();
+        heap = rest.iter().map(|&arg| bytes(arg)).collect();
         &heap
     };
     let (cost, specs) = rl_grammar::parse_limits_borrowed(words).map_err(RedisError::String)?;
@@ -163,10 +192,12 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
 
     let now = clock::now_ms();
+    let key = *key;
     let mut lk = LimiterKey::open(ctx, key);
-    let stored = match lk.state()? {
+    let held = lk.state()?;
+    let stored = match held.as_deref() {
         None => None,
-        Some(State::Limits(s)) => Some(&*s),
+        Some(State::Limits(s)) => Some(s),
         Some(other) => {
             let e = ApplyError::WrongKind {
                 stored: other.kind(),
@@ -193,7 +224,7 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 fn commit(
     ctx: &Context,
     lk: &mut LimiterKey,
-    key: &RedisString,
+    key: RawString,
     state: State,
     now: u64,
     reset_after_ms: u64,
@@ -212,7 +243,7 @@ fn commit(
     // SAFETY: ctx and key are valid for this command.
     unsafe {
         if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-            signal(ctx.ctx, key.inner);
+            signal(ctx.ctx, key);
         }
     }
     Ok(())
@@ -234,7 +265,7 @@ fn apply_error(e: ApplyError, called: Kind) -> RedisError {
 
 /// Sends replicas and the AOF the result, with an absolute expiry, so they
 /// never recompute with their own clock.
-fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
+fn replicate(ctx: &Context, key: RawString, payload: &[u8], at_ms: u64) {
     // SAFETY: "sbl" = RedisModuleString, (pointer, length) buffer, long long;
     // all arguments outlive the call, which copies them.
     unsafe {
@@ -243,7 +274,7 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
                 ctx.ctx,
                 SETSTATE.as_ptr(),
                 c"sbl".as_ptr(),
-                key.inner,
+                key,
                 payload.as_ptr().cast::<c_char>(),
                 payload.len(),
                 i64::try_from(at_ms).unwrap_or(i64::MAX),
@@ -253,7 +284,7 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
 }
 
 /// Sends replicas and the AOF a grant on an `EXACT` log as a delta.
-fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms: u64) {
+fn replicate_exact_delta(ctx: &Context, key: RawString, d: &ExactDelta, at_ms: u64) {
     // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
     // outlives the call, which copies its arguments.
     unsafe {
@@ -262,7 +293,7 @@ fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms
                 ctx.ctx,
                 EXACTADD.as_ptr(),
                 c"sllllll".as_ptr(),
-                key.inner,
+                key,
                 to_i64(d.keep_from),
                 to_i64(d.ts),
                 to_i64(d.units),
@@ -379,7 +410,7 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         ),
         None => None,
     };
-    let mut lk = LimiterKey::open(ctx, key);
+    let mut lk = LimiterKey::open(ctx, key.inner);
     lk.replace(state)?;
     if let Some(at_ms) = at_ms {
         let ttl = at_ms.saturating_sub(clock::now_ms());
@@ -428,8 +459,8 @@ pub fn exact_add(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         len,
         total,
     };
-    let mut lk = LimiterKey::open(ctx, key);
-    let next = match lk.state()? {
+    let mut lk = LimiterKey::open(ctx, key.inner);
+    let next = match lk.state()?.as_deref() {
         Some(State::SlidingExact(log)) => delta
             .apply(log)
             .map_err(|e| RedisError::String(format!("ERR RL.EXACTADD: {e}")))?,

@@ -9,3 +9,4 @@ pub mod command;
 pub mod config;
 pub mod datatype;
 pub mod info;
+pub mod value;
