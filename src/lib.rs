@@ -27,12 +27,10 @@ mod registration {
     use std::ffi::{c_int, CStr};
 
     use redis_module::configuration::ConfigurationFlags;
-    use redis_module::{
-        raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status,
-    };
+    use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
-    use crate::redis::{config, datatype::RATELIMIT_TYPE, info};
+    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, propagation};
 
     /// A command callback over the server's own argument vector: the
     /// wrapper's `commands` list would first copy every argument into an
@@ -116,7 +114,7 @@ mod registration {
                 return Status::Err;
             }
         }
-        Status::Ok
+        propagation::init(ctx)
     }
 
     fn add_info(ctx: &InfoContext, for_crash_report: bool) {

@@ -33,7 +33,7 @@ const TIME_SHIFT: u32 = KIND_BITS;
 const FIELD_SHIFT: u32 = KIND_BITS + TIME_BITS;
 
 /// A word's level unit: pico-tokens per milli-token.
-const MILLI: u128 = 1_000_000_000;
+const MILLI: u64 = 1_000_000_000;
 
 /// Which small state a word or a pair holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,14 +77,14 @@ pub fn pack(state: &State) -> Option<Packed> {
 }
 
 fn pack_token_bucket(s: &TokenBucketState) -> Option<Packed> {
-    let level = s.level();
+    // Every form needs the level to fit 64 bits (u64 arithmetic from here:
+    // 128-bit division is a library call).
+    let level = u64::try_from(s.level()).ok()?;
     if level.is_multiple_of(MILLI) {
-        let milli = u64::try_from(level / MILLI).ok()?;
-        if let Some(w) = word(SmallKind::TokenBucket, s.at_ms, milli) {
+        if let Some(w) = word(SmallKind::TokenBucket, s.at_ms, level / MILLI) {
             return Some(w);
         }
     }
-    let level = u64::try_from(level).ok()?;
     Some(Packed::Pair(SmallKind::TokenBucket, [level, s.at_ms]))
 }
 
@@ -123,7 +123,7 @@ pub fn unpack_word(w: u64) -> Option<State> {
     }
     Some(match kind {
         SmallKind::TokenBucket => {
-            State::TokenBucket(TokenBucketState::new(u128::from(field) * MILLI, t))
+            State::TokenBucket(TokenBucketState::new(u128::from(field * MILLI), t))
         }
         SmallKind::FixedWindow => State::FixedWindow(FixedWindowState {
             start_ms: t,
@@ -193,7 +193,7 @@ mod tests {
         let s = State::TokenBucket(TokenBucketState::new(999 * PICO, NOW));
         assert!(matches!(round_trip(&s), Some(Packed::Word(_))));
         // 2,097 tokens and a fraction of a token in milli-tokens still fit.
-        let s = State::TokenBucket(TokenBucketState::new(2_097_151 * MILLI, NOW));
+        let s = State::TokenBucket(TokenBucketState::new(u128::from(2_097_151 * MILLI), NOW));
         assert!(matches!(round_trip(&s), Some(Packed::Word(_))));
     }
 
@@ -201,7 +201,7 @@ mod tests {
     fn other_buckets_take_a_pair_or_the_full_state() {
         let pico = State::TokenBucket(TokenBucketState::new(999 * PICO + 7, NOW));
         assert!(matches!(round_trip(&pico), Some(Packed::Pair(..))));
-        let big = State::TokenBucket(TokenBucketState::new(2_097_152 * MILLI, NOW));
+        let big = State::TokenBucket(TokenBucketState::new(u128::from(2_097_152 * MILLI), NOW));
         assert!(matches!(round_trip(&big), Some(Packed::Pair(..))));
         let before_epoch = State::TokenBucket(TokenBucketState::new(PICO, WORD_EPOCH_MS - 1));
         assert!(matches!(round_trip(&before_epoch), Some(Packed::Pair(..))));
@@ -265,7 +265,7 @@ mod tests {
         ) {
             let state = match kind {
                 0 => {
-                    let level = if whole { u128::from(a) * MILLI } else { u128::from(a) };
+                    let level = if whole { u128::from(a) * u128::from(MILLI) } else { u128::from(a) };
                     State::TokenBucket(TokenBucketState::new(level, t))
                 }
                 1 => State::FixedWindow(FixedWindowState { start_ms: t, count: a }),

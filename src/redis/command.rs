@@ -7,7 +7,7 @@ use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisStr
 
 use super::args::{self, Call};
 use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
-use super::{clock, config, info};
+use super::{clock, config, info, propagation};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
 use crate::limiter::sliding_window::ExactDelta;
 use crate::limiter::state::Kind;
@@ -56,24 +56,12 @@ enum Shape {
 
 /// `RL.TOKENBUCKET key capacity rate cost`
 pub fn token_bucket(ctx: &Context, argv: Argv) -> RedisResult {
-    run(
-        ctx,
-        argv,
-        args::token_bucket,
-        &info::TOKENBUCKET,
-        Shape::Rl,
-    )
+    run(ctx, argv, args::token_bucket, &info::TOKENBUCKET, Shape::Rl)
 }
 
 /// `RL.FIXEDWINDOW key limit window cost`
 pub fn fixed_window(ctx: &Context, argv: Argv) -> RedisResult {
-    run(
-        ctx,
-        argv,
-        args::fixed_window,
-        &info::FIXEDWINDOW,
-        Shape::Rl,
-    )
+    run(ctx, argv, args::fixed_window, &info::FIXEDWINDOW, Shape::Rl)
 }
 
 /// `RL.SLIDING key limit window cost [EXACT|APPROX]`
@@ -232,13 +220,26 @@ fn commit(
 ) -> Result<(), RedisError> {
     let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
     let at = now.saturating_add(ttl);
-    let payload = delta.is_none().then(|| state.encoded());
-    lk.store(state)?;
-    lk.expire_at(at, ttl);
-    match (payload, delta) {
-        (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
-        (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
-        (None, None) => {}
+    if !propagation::needed() {
+        lk.store(state)?;
+        lk.expire_at(at, ttl);
+        // Nothing can receive the result (see `propagation`); this only
+        // counts the change for the `save` rules.
+        // SAFETY: the command's context.
+        unsafe {
+            if let Some(verbatim) = raw::RedisModule_ReplicateVerbatim {
+                verbatim(ctx.ctx);
+            }
+        }
+    } else {
+        let payload = delta.is_none().then(|| state.encoded());
+        lk.store(state)?;
+        lk.expire_at(at, ttl);
+        match (payload, delta) {
+            (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
+            (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
+            (None, None) => {}
+        }
     }
     // SAFETY: ctx and key are valid for this command.
     unsafe {
@@ -322,9 +323,8 @@ fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
 
 /// Replies with named integers: a map under RESP3, an array under RESP2
 /// (`extra` more elements follow, written by the caller).
-fn reply_fields(ctx: &Context, fields: &[(&CStr, i64)], extra: usize) {
+fn reply_fields(ctx: &Context, resp3: bool, fields: &[(&CStr, i64)], extra: usize) {
     let c = ctx.ctx;
-    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
     if resp3 {
         raw::reply_with_map(c, (fields.len() + extra) as _);
     } else {
@@ -338,9 +338,13 @@ fn reply_fields(ctx: &Context, fields: &[(&CStr, i64)], extra: usize) {
     }
 }
 
+fn is_resp3(ctx: &Context) -> bool {
+    ctx.get_flags().contains(ContextFlags::FLAGS_RESP3)
+}
+
 fn reply(ctx: &Context, d: &Decision, shape: Shape) {
     match shape {
-        Shape::Rl => reply_fields(ctx, &fields(d), 0),
+        Shape::Rl => reply_fields(ctx, is_resp3(ctx), &fields(d), 0),
         Shape::Cell => {
             let secs = |ms: u64| to_i64(ms.div_ceil(1000));
             let retry = match d.retry {
@@ -365,8 +369,9 @@ fn reply(ctx: &Context, d: &Decision, shape: Shape) {
 /// `limits` (one five-field reply per limit, in the call's order).
 fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
     let c = ctx.ctx;
-    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
-    reply_fields(ctx, &fields(&out.summary()), 2);
+    // Read once: the context flags cost more than a reply field.
+    let resp3 = is_resp3(ctx);
+    reply_fields(ctx, resp3, &fields(&out.summary()), 2);
     if resp3 {
         raw::reply_with_simple_string(c, c"binding".as_ptr());
     }
@@ -376,7 +381,7 @@ fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
     }
     raw::reply_with_array(c, out.decisions.len() as _);
     for d in &out.decisions {
-        reply_fields(ctx, &fields(d), 0);
+        reply_fields(ctx, resp3, &fields(d), 0);
     }
 }
 

@@ -166,11 +166,7 @@ pub struct LimiterKey {
 
 impl LimiterKey {
     pub fn open(ctx: &Context, name: *mut raw::RedisModuleString) -> Self {
-        let key = raw::open_key(
-            ctx.ctx,
-            name,
-            raw::KeyMode::READ | raw::KeyMode::WRITE,
-        );
+        let key = raw::open_key(ctx.ctx, name, raw::KeyMode::READ | raw::KeyMode::WRITE);
         Self { key }
     }
 
