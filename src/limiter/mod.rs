@@ -11,6 +11,7 @@ pub mod limits;
 pub mod packed;
 pub mod sliding_window;
 pub mod state;
+pub mod thin;
 pub mod token_bucket;
 
 pub use decision::{Decision, Outcome, Retry};

@@ -10,6 +10,9 @@
 //! exactly the state it came from; a state that fits none stays a full
 //! [`State`].
 //!
+//! (An `APPROX` state whose counts do not fit a word stays a full state, and
+//! an `EXACT` log is its own single allocation: see `limiter::thin`.)
+//!
 //! A word holds 63 bits: the kind (2 bits), a time in ms since
 //! [`WORD_EPOCH_MS`] (40 bits: until 2054), and a 21-bit field: the token
 //! bucket's level in whole milli-tokens (so exact refill is kept: buckets
@@ -35,7 +38,8 @@ const FIELD_SHIFT: u32 = KIND_BITS + TIME_BITS;
 /// A word's level unit: pico-tokens per milli-token.
 const MILLI: u64 = 1_000_000_000;
 
-/// Which small state a word or a pair holds.
+/// Which small state a word or a pair holds (pairs: token bucket and fixed
+/// window only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmallKind {
     TokenBucket = 0,
@@ -89,20 +93,14 @@ fn pack_token_bucket(s: &TokenBucketState) -> Option<Packed> {
 }
 
 fn pack_approx(s: &SlidingApproxState) -> Option<Packed> {
-    if s.prev < 1 << PREV_BITS {
-        if let Some(w) = word(
-            SmallKind::SlidingApprox,
-            s.start_ms,
-            s.cur << PREV_BITS | s.prev,
-        ) {
-            return Some(w);
-        }
+    if s.prev >= 1 << PREV_BITS {
+        return None;
     }
-    let (prev, cur) = (u32::try_from(s.prev).ok()?, u32::try_from(s.cur).ok()?);
-    Some(Packed::Pair(
+    word(
         SmallKind::SlidingApprox,
-        [s.start_ms, u64::from(cur) << 32 | u64::from(prev)],
-    ))
+        s.start_ms,
+        s.cur << PREV_BITS | s.prev,
+    )
 }
 
 /// A word of `kind`, time `at_ms` and `field`, if both fit.
@@ -137,31 +135,31 @@ pub fn unpack_word(w: u64) -> Option<State> {
     })
 }
 
-/// The state a pair holds.
-pub fn unpack_pair(kind: SmallKind, [a, b]: [u64; 2]) -> State {
+/// The state a pair holds (`None`: a kind pairs never hold).
+pub fn unpack_pair(kind: SmallKind, [a, b]: [u64; 2]) -> Option<State> {
     match kind {
-        SmallKind::TokenBucket => State::TokenBucket(TokenBucketState::new(u128::from(a), b)),
-        SmallKind::FixedWindow => State::FixedWindow(FixedWindowState {
+        SmallKind::TokenBucket => Some(State::TokenBucket(TokenBucketState::new(u128::from(a), b))),
+        SmallKind::FixedWindow => Some(State::FixedWindow(FixedWindowState {
             start_ms: a,
             count: b,
-        }),
-        SmallKind::SlidingApprox => State::SlidingApprox(SlidingApproxState {
-            start_ms: a,
-            prev: b & u64::from(u32::MAX),
-            cur: b >> 32,
-        }),
+        })),
+        SmallKind::SlidingApprox => None,
     }
 }
 
-/// The kind bits of a pair, for a tagged pointer (1..=3; 0 is left for the
-/// full state).
+/// The kind bits of a pair, for a tagged pointer (1 or 2; 0 and 3 are left
+/// for the full state and the `EXACT` log).
 pub fn pair_tag(kind: SmallKind) -> usize {
     kind as usize + 1
 }
 
 /// The kind a pair's tag stands for.
 pub fn pair_kind(tag: usize) -> Option<SmallKind> {
-    SmallKind::from_bits(tag.checked_sub(1)? as u64)
+    match tag {
+        1 => Some(SmallKind::TokenBucket),
+        2 => Some(SmallKind::FixedWindow),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +177,7 @@ mod tests {
             }
             Packed::Pair(kind, p) => {
                 assert_eq!(pair_kind(pair_tag(kind)), Some(kind));
-                unpack_pair(kind, p)
+                unpack_pair(kind, p).expect("a pair of a kind pairs hold")
             }
         };
         assert_eq!(&back, state);
@@ -233,18 +231,9 @@ mod tests {
             round_trip(&approx(1023, 2047)),
             Some(Packed::Word(_))
         ));
-        assert!(matches!(
-            round_trip(&approx(1024, 1)),
-            Some(Packed::Pair(..))
-        ));
-        assert!(matches!(
-            round_trip(&approx(1, 2048)),
-            Some(Packed::Pair(..))
-        ));
-        assert!(matches!(
-            round_trip(&approx(u64::from(u32::MAX), u64::from(u32::MAX))),
-            Some(Packed::Pair(..))
-        ));
+        // Beyond a word: the full state.
+        assert_eq!(pack(&approx(1024, 1)), None);
+        assert_eq!(pack(&approx(1, 2048)), None);
         assert_eq!(pack(&approx(1 << 32, 0)), None);
     }
 
@@ -252,6 +241,8 @@ mod tests {
     fn words_pack_never_makes_are_refused() {
         assert_eq!(unpack_word(3), None, "kind 3 does not exist");
         assert_eq!(pair_kind(0), None, "tag 0 is the full state");
+        assert_eq!(pair_kind(3), None, "tag 3 is the EXACT log");
+        assert_eq!(unpack_pair(SmallKind::SlidingApprox, [1, 2]), None);
     }
 
     proptest! {

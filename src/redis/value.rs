@@ -2,24 +2,30 @@
 //! its state fits (see `limiter::packed`), told apart by its low bits:
 //!
 //! - `…1`: a word, shifted left by one: no allocation at all;
-//! - `…t0` with `t` = 1..=3 in bits 1–2: a 16-byte pair of that kind;
+//! - `…t0` with `t` = 1 or 2 in bits 1–2: a 16-byte pair of that kind;
+//! - `…110`: a non-empty `EXACT` log's own allocation (`limiter::thin`);
 //! - `…000`: a boxed full [`State`] (allocations are 8-aligned).
 
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::ptr::NonNull;
 
 use crate::limiter::packed::{self, Packed};
+use crate::limiter::sliding_window::ExactLog;
 use crate::limiter::State;
 
 const WORD_TAG: usize = 1;
-const PAIR_TAG_MASK: usize = 0b110;
-const PAIR_TAG_SHIFT: u32 = 1;
+const TAG_MASK: usize = 0b110;
+const TAG_SHIFT: u32 = 1;
+const EXACT_TAG: usize = 3;
 
-/// A state read from a value: a copy for the small forms, the boxed state
-/// itself otherwise.
+/// A state read from a value: a copy for the small forms, a view of the
+/// `EXACT` log's allocation (never freed through it), or the boxed state.
 pub enum Held<'a> {
     Copied(State),
-    Boxed(&'a mut State),
+    Exact(ManuallyDrop<State>),
+    Boxed(&'a State),
 }
 
 impl Deref for Held<'_> {
@@ -27,6 +33,7 @@ impl Deref for Held<'_> {
     fn deref(&self) -> &State {
         match self {
             Held::Copied(s) => s,
+            Held::Exact(s) => s,
             Held::Boxed(s) => s,
         }
     }
@@ -38,9 +45,15 @@ pub fn into_value(state: State) -> *mut c_void {
         Some(Packed::Word(w)) => ((w as usize) << 1 | WORD_TAG) as *mut c_void,
         Some(Packed::Pair(kind, pair)) => {
             let ptr = Box::into_raw(Box::new(pair)) as usize;
-            (ptr | packed::pair_tag(kind) << PAIR_TAG_SHIFT) as *mut c_void
+            (ptr | packed::pair_tag(kind) << TAG_SHIFT) as *mut c_void
         }
-        None => Box::into_raw(Box::new(state)).cast(),
+        None => match state {
+            State::SlidingExact(log) if !log.is_empty() => match log.into_raw() {
+                Some(ptr) => (ptr.as_ptr() as usize | EXACT_TAG << TAG_SHIFT) as *mut c_void,
+                None => Box::into_raw(Box::new(State::SlidingExact(ExactLog::default()))).cast(),
+            },
+            state => Box::into_raw(Box::new(state)).cast(),
+        },
     }
 }
 
@@ -48,6 +61,7 @@ pub fn into_value(state: State) -> *mut c_void {
 enum Form {
     Word(u64),
     Pair(packed::SmallKind, *mut [u64; 2]),
+    Exact(NonNull<u8>),
     Boxed(*mut State),
 }
 
@@ -56,14 +70,15 @@ fn form(value: *const c_void) -> Option<Form> {
     if bits & WORD_TAG != 0 {
         return Some(Form::Word((bits >> 1) as u64));
     }
-    let tag = (bits & PAIR_TAG_MASK) >> PAIR_TAG_SHIFT;
-    let ptr = bits & !PAIR_TAG_MASK;
+    let tag = (bits & TAG_MASK) >> TAG_SHIFT;
+    let ptr = bits & !TAG_MASK;
     if ptr == 0 {
         return None;
     }
-    Some(match packed::pair_kind(tag) {
-        Some(kind) => Form::Pair(kind, ptr as *mut [u64; 2]),
-        None => Form::Boxed(ptr as *mut State),
+    Some(match (tag, packed::pair_kind(tag)) {
+        (_, Some(kind)) => Form::Pair(kind, ptr as *mut [u64; 2]),
+        (EXACT_TAG, None) => Form::Exact(NonNull::new(ptr as *mut u8)?),
+        _ => Form::Boxed(ptr as *mut State),
     })
 }
 
@@ -71,15 +86,20 @@ fn form(value: *const c_void) -> Option<Form> {
 /// makes).
 ///
 /// # Safety
-/// `value` must come from [`into_value`] and not be freed yet; a boxed state
-/// is handed out mutably, so no other reference to it may be alive.
+/// `value` must come from [`into_value`] and stay alive and unchanged while
+/// the result is used.
 pub unsafe fn held<'a>(value: *mut c_void) -> Option<Held<'a>> {
     Some(match form(value)? {
         Form::Word(w) => Held::Copied(packed::unpack_word(w)?),
-        // SAFETY: a pair or box made by into_value, alive (contract).
-        Form::Pair(kind, p) => Held::Copied(packed::unpack_pair(kind, unsafe { *p })),
-        // SAFETY: as above; exclusive by contract.
-        Form::Boxed(s) => Held::Boxed(unsafe { &mut *s }),
+        // SAFETY: a pair made by into_value, alive (contract).
+        Form::Pair(kind, p) => Held::Copied(packed::unpack_pair(kind, unsafe { *p })?),
+        // SAFETY: a log's allocation made by into_value, alive (contract);
+        // ManuallyDrop: borrowed, never freed through the view.
+        Form::Exact(p) => Held::Exact(ManuallyDrop::new(State::SlidingExact(unsafe {
+            ExactLog::from_raw(p)
+        }))),
+        // SAFETY: a box made by into_value, alive (contract).
+        Form::Boxed(s) => Held::Boxed(unsafe { &*s }),
     })
 }
 
@@ -89,8 +109,9 @@ pub unsafe fn held<'a>(value: *mut c_void) -> Option<Held<'a>> {
 /// # Safety
 /// As for [`held`].
 pub unsafe fn overwrite(value: *mut c_void, state: State) -> Result<(), State> {
+    let exact = matches!(state, State::SlidingExact(ref log) if !log.is_empty());
     match (form(value), packed::pack(&state)) {
-        (Some(Form::Boxed(s)), None) => {
+        (Some(Form::Boxed(s)), None) if !exact => {
             // SAFETY: a live box made by into_value (contract).
             unsafe { *s = state };
             Ok(())
@@ -112,6 +133,8 @@ pub unsafe fn free(value: *mut c_void) {
     match form(value) {
         // SAFETY: made by Box::into_raw in into_value, freed once (contract).
         Some(Form::Pair(_, p)) => drop(unsafe { Box::from_raw(p) }),
+        // SAFETY: as above (ExactLog::into_raw in into_value).
+        Some(Form::Exact(p)) => drop(unsafe { ExactLog::from_raw(p) }),
         // SAFETY: as above.
         Some(Form::Boxed(s)) => drop(unsafe { Box::from_raw(s) }),
         Some(Form::Word(_)) | None => {}
@@ -126,6 +149,8 @@ pub unsafe fn heap_bytes(value: *mut c_void) -> usize {
     match form(value) {
         Some(Form::Word(_)) | None => 0,
         Some(Form::Pair(..)) => std::mem::size_of::<[u64; 2]>(),
+        // SAFETY: a live log allocation (contract), only borrowed here.
+        Some(Form::Exact(p)) => ManuallyDrop::new(unsafe { ExactLog::from_raw(p) }).heap_size(),
         // SAFETY: a live box made by into_value (contract).
         Some(Form::Boxed(s)) => std::mem::size_of::<State>() + unsafe { &*s }.heap_size(),
     }
@@ -135,7 +160,7 @@ pub unsafe fn heap_bytes(value: *mut c_void) -> usize {
 mod tests {
     use super::*;
     use crate::limiter::fixed_window::FixedWindowState;
-    use crate::limiter::sliding_window::SlidingApproxState;
+    use crate::limiter::sliding_window::{ExactLog, SlidingApproxState};
     use crate::limiter::token_bucket::{TokenBucketState, PICO};
 
     const NOW: u64 = 1_764_000_000_000;
@@ -160,15 +185,24 @@ mod tests {
                 start_ms: NOW,
                 count: u64::MAX,
             }),
+            // the full state
             State::SlidingApprox(SlidingApproxState {
                 start_ms: NOW,
                 prev: 5000,
                 cur: 1,
             }),
-            // the full state
             State::TokenBucket(TokenBucketState::new(u128::MAX >> 8, NOW)),
+            State::SlidingExact(ExactLog::default()),
+            // an EXACT log in its own allocation: length, 24-byte summary,
+            // entries of 7, 2 and 3 bytes
+            State::SlidingExact(ExactLog::from_entries(&[
+                (NOW, 1),
+                (NOW + 5, 2),
+                (NOW + 300, 3),
+            ])),
         ];
-        let bytes = [0, 0, 16, 16, 16, std::mem::size_of::<State>()];
+        let full = std::mem::size_of::<State>();
+        let bytes = [0, 0, 16, 16, full, full, full, 4 + 24 + 7 + 2 + 3];
         for (state, want) in states.iter().zip(bytes) {
             let v = into_value(state.clone());
             assert_eq!(&read(v), state);
