@@ -101,6 +101,21 @@ fn the_manifests_are_secure_by_default() {
     );
 }
 
+#[test]
+fn the_shim_deployment_takes_the_redis_password_from_the_secret() {
+    let t = text(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/api-shim.yaml"));
+    let after = t
+        .split("- name: SHIM_REDIS_PASSWORD")
+        .nth(1)
+        .expect("SHIM_REDIS_PASSWORD in the Deployment");
+    let entry: String = after.lines().take(5).collect::<Vec<_>>().join("\n");
+    assert!(
+        entry.contains("secretKeyRef:") && entry.contains("key: redis-password"),
+        "SHIM_REDIS_PASSWORD must come from the Secret: {entry}"
+    );
+    assert!(!t.contains("redis://:"), "no password in a URL");
+}
+
 /// Schema validation against Kubernetes' own OpenAPI schemas, offline, with
 /// `kubernetes-validate` (PyPI, installed by scripts/install-deps.sh).
 #[test]
