@@ -374,6 +374,10 @@ fn rediss_is_accepted_and_tls_settings_are_checked() {
     );
     assert!(cfg.tls_ca.is_none());
     assert!(error_of(&with_redis(
+        "[redis]\nurl = \"rediss://cache.example:6380/#insecure\"\n"
+    ))
+    .contains("would skip the certificate check"));
+    assert!(error_of(&with_redis(
         "[redis]\ncluster = [\"rediss://a:1\", \"redis://b:1\"]\n"
     ))
     .contains("redis.cluster: mixes rediss:// and redis://"));

@@ -389,6 +389,11 @@ fn parse_net(path: &str, s: &str) -> Result<IpNet, ConfigError> {
 }
 
 fn check_redis_url(path: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("rediss://") && url.contains("#insecure") {
+        return err(format!(
+            "{path}: `#insecure` would skip the certificate check; trust a private CA with redis.tls_ca_file instead"
+        ));
+    }
     if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
         Ok(())
     } else {
