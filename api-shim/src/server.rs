@@ -49,7 +49,13 @@ pub async fn start(loader: &Loader) -> Result<AppState, String> {
             rl_grammar::EXACT_MAX_LOG_DEFAULT
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read ratelimit.exact-max-log: assuming the default");
+            // Also how a wrong password or an untrusted TLS certificate shows
+            // at start-up; decisions answer 503 until Redis accepts us.
+            tracing::warn!(
+                error = %e,
+                "cannot use redis at start-up (decisions answer 503 until it works); \
+                 assuming the default ratelimit.exact-max-log"
+            );
             rl_grammar::EXACT_MAX_LOG_DEFAULT
         }
         Err(_) => {

@@ -14,7 +14,9 @@ pub mod validated;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use validated::{Config, IdentityKind, LimitCall, Policy, RedisTarget, Tier, MAX_HEADER_INT};
+pub use validated::{
+    Config, IdentityKind, LimitCall, Policy, RedisAuth, RedisTarget, Tier, MAX_HEADER_INT,
+};
 
 /// A configuration error; the message names the field.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +30,8 @@ pub const ENV_OVERRIDES: &[&str] = &[
     "SHIM_REDIS_CLUSTER",
     "SHIM_ADMIN_TOKEN",
     "SHIM_FAIL_OPEN",
+    "SHIM_REDIS_PASSWORD",
+    "SHIM_SENTINEL_PASSWORD",
 ];
 
 /// Where the configuration comes from: a file (or none) and the environment
@@ -117,6 +121,19 @@ impl Config {
                     .map(str::to_owned)
                     .collect(),
             );
+        }
+        // Passwords come from the environment (or a file), never the TOML.
+        raw.redis.password_env = env("SHIM_REDIS_PASSWORD");
+        if let Some(v) = env("SHIM_SENTINEL_PASSWORD") {
+            match raw.redis.sentinel.as_mut() {
+                Some(s) => s.password_env = Some(v),
+                None => {
+                    return Err(ConfigError(
+                        "SHIM_SENTINEL_PASSWORD is set but [redis.sentinel] is not configured"
+                            .to_owned(),
+                    ))
+                }
+            }
         }
         if let Some(v) = env("SHIM_ADMIN_TOKEN") {
             raw.admin.token = Some(v);

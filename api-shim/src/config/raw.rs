@@ -48,6 +48,16 @@ pub struct RawRedis {
     pub sentinel: Option<RawSentinel>,
     pub timeout_ms: Option<u64>,
     pub mode_key: Option<String>,
+    /// PEM file of the CA(s) that signed the servers' certificates
+    /// (`rediss://`), relative to the configuration file.
+    pub tls_ca_file: Option<String>,
+    /// ACL user of the data nodes (standalone, cluster, Sentinel's master).
+    pub username: Option<String>,
+    /// File holding the data nodes' password, relative to the configuration file.
+    pub password_file: Option<String>,
+    /// From `SHIM_REDIS_PASSWORD`; never read from the TOML file.
+    #[serde(skip)]
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +65,13 @@ pub struct RawRedis {
 pub struct RawSentinel {
     pub master: String,
     pub nodes: Vec<String>,
+    /// ACL user of the sentinels themselves.
+    pub username: Option<String>,
+    /// File holding the sentinels' own password.
+    pub password_file: Option<String>,
+    /// From `SHIM_SENTINEL_PASSWORD`; never read from the TOML file.
+    #[serde(skip)]
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -290,3 +290,103 @@ fn empty_env_values_are_ignored() {
         RedisTarget::Standalone("redis://127.0.0.1:6379".into())
     );
 }
+
+/// GOOD with its `[redis]` table replaced by `redis` (a `[redis]` table).
+fn with_redis(redis: &str) -> String {
+    GOOD.replace("[redis]\nurl = \"redis://127.0.0.1:6379\"\n", redis)
+}
+
+fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[test]
+fn credentials_come_from_the_environment_or_a_file_and_never_twice() {
+    let url = "[redis]\nurl = \"redis://127.0.0.1:6379\"\n";
+    let cfg = Config::from_toml(
+        &with_redis(&format!("{url}username = \"shim\"\n")),
+        env_of(&[("SHIM_REDIS_PASSWORD", "pw")]),
+    )
+    .expect("env password");
+    assert_eq!(cfg.redis_auth.username.as_deref(), Some("shim"));
+    assert_eq!(cfg.redis_auth.password.as_deref(), Some("pw"));
+    assert!(
+        !format!("{cfg:?}").contains("\"pw\""),
+        "Debug prints no password"
+    );
+
+    // In the TOML itself a password is refused: only a file or the env.
+    assert!(error_of(&with_redis(&format!("{url}password = \"pw\"\n"))).contains("password"));
+    assert!(
+        error_of(&with_redis(&format!("{url}username = \"shim\"\n")))
+            .contains("redis.username needs a password")
+    );
+    let both = Config::from_toml(
+        &with_redis(&format!("{url}password_file = \"/nonexistent\"\n")),
+        env_of(&[("SHIM_REDIS_PASSWORD", "pw")]),
+    )
+    .expect_err("file and env");
+    assert!(both.0.contains("both set"), "{}", both.0);
+    assert!(error_of(&with_redis(&format!(
+        "{url}password_file = \"/nonexistent/pw\"\n"
+    )))
+    .contains("redis.password_file: cannot read /nonexistent/pw"));
+    let twice = Config::from_toml(
+        &with_redis("[redis]\nurl = \"redis://:a@127.0.0.1:6379\"\n"),
+        env_of(&[("SHIM_REDIS_PASSWORD", "pw")]),
+    )
+    .expect_err("URL and env");
+    assert!(twice.0.contains("carries a password"), "{}", twice.0);
+    assert!(!twice.0.contains(":a@"), "the URL's password is not echoed");
+
+    let sentinel = "[redis.sentinel]\nmaster = \"m\"\nnodes = [\"redis://127.0.0.1:26379\"]\n";
+    let cfg = Config::from_toml(
+        &with_redis(&format!("{sentinel}username = \"sentinel-user\"\n")),
+        env_of(&[
+            ("SHIM_SENTINEL_PASSWORD", "spw"),
+            ("SHIM_REDIS_PASSWORD", "mpw"),
+        ]),
+    )
+    .expect("sentinel credentials");
+    assert_eq!(cfg.sentinel_auth.password.as_deref(), Some("spw"));
+    assert_eq!(cfg.sentinel_auth.username.as_deref(), Some("sentinel-user"));
+    assert_eq!(cfg.redis_auth.password.as_deref(), Some("mpw"));
+    let stray = Config::from_toml(GOOD, env_of(&[("SHIM_SENTINEL_PASSWORD", "spw")]))
+        .expect_err("no sentinel configured");
+    assert!(stray.0.contains("SHIM_SENTINEL_PASSWORD"), "{}", stray.0);
+}
+
+#[test]
+fn rediss_is_accepted_and_tls_settings_are_checked() {
+    let cfg = Config::from_toml(
+        &with_redis("[redis]\nurl = \"rediss://cache.example:6380\"\n"),
+        no_env,
+    )
+    .expect("rediss");
+    assert_eq!(
+        cfg.redis,
+        RedisTarget::Standalone("rediss://cache.example:6380".into())
+    );
+    assert!(cfg.tls_ca.is_none());
+    assert!(error_of(&with_redis(
+        "[redis]\nurl = \"rediss://cache.example:6380/#insecure\"\n"
+    ))
+    .contains("would skip the certificate check"));
+    assert!(error_of(&with_redis(
+        "[redis]\ncluster = [\"rediss://a:1\", \"redis://b:1\"]\n"
+    ))
+    .contains("redis.cluster: mixes rediss:// and redis://"));
+    assert!(error_of(&with_redis(
+        "[redis]\nurl = \"redis://a:1\"\ntls_ca_file = \"ca.pem\"\n"
+    ))
+    .contains("no Redis URL uses rediss://"));
+    assert!(error_of(&with_redis(
+        "[redis]\nurl = \"rediss://a:1\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n"
+    ))
+    .contains("redis.tls_ca_file: /nonexistent/ca.pem: cannot read"));
+}

@@ -34,6 +34,22 @@ pub enum RedisTarget {
     Sentinel { master: String, nodes: Vec<String> },
 }
 
+/// Credentials for one kind of Redis node. `Debug` never prints the password.
+#[derive(Clone, Default, PartialEq)]
+pub struct RedisAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// What the identity header (or, later, query parameter) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
@@ -113,6 +129,12 @@ pub struct Policy {
 pub struct Config {
     pub listen: SocketAddr,
     pub redis: RedisTarget,
+    /// Credentials of the data nodes (standalone, cluster, Sentinel's master).
+    pub redis_auth: RedisAuth,
+    /// Credentials of the sentinels themselves.
+    pub sentinel_auth: RedisAuth,
+    /// PEM CA certificates trusted for `rediss://` instead of the system roots.
+    pub tls_ca: Option<Vec<u8>>,
     /// Budget of one whole decision (mode read included): an outage must turn
     /// into a 503 within this, not after TCP's minutes-long retries.
     pub redis_timeout: Duration,
@@ -367,17 +389,117 @@ fn parse_net(path: &str, s: &str) -> Result<IpNet, ConfigError> {
 }
 
 fn check_redis_url(path: &str, url: &str) -> Result<(), ConfigError> {
-    if url.starts_with("redis://") || url.starts_with("unix://") {
+    if url.starts_with("rediss://") && url.contains("#insecure") {
+        return err(format!(
+            "{path}: `#insecure` would skip the certificate check; trust a private CA with redis.tls_ca_file instead"
+        ));
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
         Ok(())
-    } else if url.starts_with("rediss://") {
-        err(format!(
-            "{path}: `rediss://` (TLS) is not supported by this build; use redis:// on a trusted network"
-        ))
     } else {
         err(format!(
-            "{path}: `{url}` must start with redis:// or unix://"
+            "{path}: `{url}` must start with redis://, rediss:// (TLS) or unix://"
         ))
     }
+}
+
+/// Every URL of a list uses TLS, or none does (a cluster or a group of
+/// sentinels is configured as a whole).
+fn check_same_scheme(path: &str, urls: &[String]) -> Result<(), ConfigError> {
+    let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+    if tls != 0 && tls != urls.len() {
+        return err(format!(
+            "{path}: mixes rediss:// and redis:// URLs; use TLS on all of them or none"
+        ));
+    }
+    Ok(())
+}
+
+/// `true` if the URL carries a password of its own (`redis://user:pass@host`).
+fn url_has_password(url: &str) -> bool {
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .is_ok_and(|i| i.redis_settings().password().is_some())
+}
+
+/// A password from its file or its environment variable (never both); the
+/// file's trailing newline is not part of it.
+fn read_password(
+    path: &str,
+    file: Option<&str>,
+    env: Option<String>,
+    env_name: &str,
+    base_dir: &Path,
+) -> Result<Option<String>, ConfigError> {
+    match (file, env) {
+        (Some(_), Some(_)) => err(format!(
+            "{path}.password_file and {env_name} are both set; use one"
+        )),
+        (None, env) => Ok(env),
+        (Some(f), None) => {
+            let p = base_dir.join(f);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                ConfigError(format!(
+                    "{path}.password_file: cannot read {}: {e}",
+                    p.display()
+                ))
+            })?;
+            let pw = text.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                return err(format!("{path}.password_file: {} is empty", p.display()));
+            }
+            Ok(Some(pw.to_owned()))
+        }
+    }
+}
+
+/// The credentials of one kind of node; a password set here and in a URL too
+/// is refused (which one would win is not obvious to a reader).
+fn build_auth(
+    path: &str,
+    username: Option<String>,
+    password: Option<String>,
+    urls: &[String],
+    env_name: &str,
+) -> Result<RedisAuth, ConfigError> {
+    if let Some(u) = &username {
+        if u.is_empty() {
+            return err(format!("{path}.username must not be empty"));
+        }
+        if password.is_none() {
+            return err(format!(
+                "{path}.username needs a password: {path}.password_file or {env_name}"
+            ));
+        }
+    }
+    if password.is_some() {
+        if let Some(u) = urls.iter().find(|u| url_has_password(u)) {
+            let shown = u.split('@').next_back().unwrap_or_default();
+            return err(format!(
+                "{path}: the URL for {shown} carries a password and {path}.password_file or \
+                 {env_name} sets one too; keep one"
+            ));
+        }
+    }
+    Ok(RedisAuth { username, password })
+}
+
+/// The `tls_ca_file`'s PEM certificates, checked as trust anchors.
+fn read_tls_ca(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let at = |msg: String| ConfigError(format!("redis.tls_ca_file: {}: {msg}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| at(format!("cannot read: {e}")))?;
+    let mut store = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| at(format!("not a PEM certificate: {e}")))?;
+        store
+            .add(cert)
+            .map_err(|e| at(format!("not a usable CA certificate: {e}")))?;
+    }
+    if store.is_empty() {
+        return Err(at("holds no PEM certificate".to_owned()));
+    }
+    Ok(pem)
 }
 
 /// Proves the raw endpoints' key space disjoint from the policy keys and the
@@ -437,6 +559,13 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
         ))
     })?;
 
+    let sentinel_creds = raw.redis.sentinel.as_ref().map(|s| {
+        (
+            s.username.clone(),
+            s.password_file.clone(),
+            s.password_env.clone(),
+        )
+    });
     let redis = match (raw.redis.url, raw.redis.cluster, raw.redis.sentinel) {
         (Some(url), None, None) => {
             check_redis_url("redis.url", &url)?;
@@ -468,6 +597,59 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
         }
         (None, None, None) => RedisTarget::Standalone("redis://127.0.0.1:6379".to_owned()),
         _ => return err("redis: set only one of `url`, `cluster`, `sentinel`"),
+    };
+    let (data_urls, sentinel_urls) = match &redis {
+        RedisTarget::Standalone(u) => (vec![u.clone()], vec![]),
+        RedisTarget::Cluster(n) => (n.clone(), vec![]),
+        RedisTarget::Sentinel { nodes, .. } => (vec![], nodes.clone()),
+    };
+    check_same_scheme("redis.cluster", &data_urls)?;
+    check_same_scheme("redis.sentinel.nodes", &sentinel_urls)?;
+    let password = read_password(
+        "redis",
+        raw.redis.password_file.as_deref(),
+        raw.redis.password_env,
+        "SHIM_REDIS_PASSWORD",
+        base_dir,
+    )?;
+    let redis_auth = build_auth(
+        "redis",
+        raw.redis.username,
+        password,
+        &data_urls,
+        "SHIM_REDIS_PASSWORD",
+    )?;
+    let sentinel_auth = match sentinel_creds {
+        Some((username, file, env)) => {
+            let password = read_password(
+                "redis.sentinel",
+                file.as_deref(),
+                env,
+                "SHIM_SENTINEL_PASSWORD",
+                base_dir,
+            )?;
+            build_auth(
+                "redis.sentinel",
+                username,
+                password,
+                &sentinel_urls,
+                "SHIM_SENTINEL_PASSWORD",
+            )?
+        }
+        None => RedisAuth::default(),
+    };
+    let tls_ca = match &raw.redis.tls_ca_file {
+        Some(f) => {
+            if !data_urls
+                .iter()
+                .chain(&sentinel_urls)
+                .any(|u| u.starts_with("rediss://"))
+            {
+                return err("redis.tls_ca_file is set but no Redis URL uses rediss:// (TLS)");
+            }
+            Some(read_tls_ca(&base_dir.join(f))?)
+        }
+        None => None,
     };
 
     let timeout_ms = raw.redis.timeout_ms.unwrap_or(250);
@@ -626,6 +808,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
     Ok(Config {
         listen,
         redis,
+        redis_auth,
+        sentinel_auth,
+        tls_ca,
         redis_timeout: Duration::from_millis(timeout_ms),
         fail_open: raw.fail_open.unwrap_or(false),
         mode_cache: Duration::from_millis(mode_cache_ms),
