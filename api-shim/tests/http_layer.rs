@@ -795,7 +795,7 @@ async fn operations_endpoints() {
     );
     assert!(m.text.contains("shim_redis_seconds_bucket"));
     let r = t
-        .call("GET", "/v1/tokenbucket/k?capacity=1&rate=1", &[], PEER)
+        .call("DELETE", "/v1/tokenbucket/k?capacity=1&rate=1", &[], PEER)
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.h("content-type"), Some("application/problem+json"));

