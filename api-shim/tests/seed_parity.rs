@@ -96,3 +96,110 @@ async fn raw_endpoints_stay_off_by_default_for_get() {
         assert_eq!(resp.status(), axum::http::StatusCode::NOT_FOUND, "{method}");
     }
 }
+
+const TWO_LIMITS: &str = r#"
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [
+  { name = "burst", algorithm = "tokenbucket", capacity = 5, rate = 0.001 },
+  { name = "hour", algorithm = "fixedwindow", limit = 3, window = 3600 },
+]
+"#;
+
+/// `rdb_changes_since_last_save`: every write dirties the dataset.
+fn dirty(redis: &RedisProc) -> String {
+    let info = redis.cmd(&["INFO", "persistence"]).expect("INFO");
+    info.lines()
+        .find(|l| l.starts_with("rdb_changes_since_last_save:"))
+        .expect("dirty counter")
+        .to_owned()
+}
+
+/// `GET /v1/status/{policy}` reads without consuming: no key created for a
+/// new caller, the stored state byte-for-byte unchanged (DUMP) and nothing
+/// dirtied for a known one, never 429 when exhausted, and a decision's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_without_writing_and_never_429s() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let shim = InProcessShim::start(config(&redis.url(), TWO_LIMITS)).await;
+        let http = client();
+        let status = shim.url("/v1/status/api");
+        let key = "rl:{api:ip:127.0.0.1}";
+
+        let before = dirty(&redis);
+        let r = http.get(&status).send().await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-tier"), Some("free"));
+        assert_eq!(header(&r, "x-system-health"), Some("NORMAL"));
+        assert_eq!(
+            header(&r, "ratelimit-policy"),
+            Some("\"burst\";q=5;w=5000, \"hour\";q=3;w=3600")
+        );
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["binding"], "hour", "{body}");
+        assert_eq!(body["remaining"], 3, "{body}");
+        assert_eq!(body["limits"][0]["name"], "burst");
+        assert_eq!(body["limits"][0]["remaining"], 5);
+        assert_eq!(body["limits"][0]["limit"], 5);
+        assert_eq!(body["limits"][1]["remaining"], 3);
+        assert_eq!(body["tier"], "free");
+        assert_eq!(body["mode"], "NORMAL");
+        assert_eq!(redis.cmd(&["EXISTS", key]).expect("EXISTS"), "int(0)");
+        assert_eq!(dirty(&redis), before, "a status read writes nothing");
+
+        // Exhaust the hour limit.
+        for _ in 0..3 {
+            let r = http
+                .post(shim.url("/v1/check/api"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let dump = redis.cmd(&["DUMP", key]).expect("DUMP");
+        assert!(!dump.is_empty());
+        let before = dirty(&redis);
+        for _ in 0..3 {
+            let r = http.get(&status).send().await.expect("send");
+            assert_eq!(r.status(), StatusCode::OK, "never 429");
+            assert_eq!(header(&r, "x-ratelimit-limit"), Some("3"));
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+            assert_eq!(header(&r, "retry-after"), None);
+            assert!(header(&r, "ratelimit").is_some_and(|v| v.contains("\"hour\";r=0;")));
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["binding"], "hour");
+            assert_eq!(body["remaining"], 0);
+            assert_eq!(body["limits"][0]["remaining"], 2, "{body}");
+        }
+        assert_eq!(
+            redis.cmd(&["DUMP", key]).expect("DUMP"),
+            dump,
+            "state unchanged"
+        );
+        assert_eq!(dirty(&redis), before, "nothing dirtied");
+        // The decision still denies: the status read gave nothing back.
+        let r = http
+            .post(shim.url("/v1/check/api"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+        // A status read takes no cost.
+        let r = http
+            .get(format!("{status}?cost=1"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let r = http
+            .get(shim.url("/v1/status/nope"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    })
+    .await;
+}

@@ -85,24 +85,24 @@ pub fn decision_response(d: &Decision, extra: serde_json::Value) -> Response {
 }
 
 /// What a policy request came to.
-enum Verdict {
+pub(super) enum Verdict {
     Decided(Decision),
     /// Redis is down and `fail_open = true`.
     FailOpen,
 }
 
 /// A decided (or failed-open) policy request with the facts its headers need.
-struct Decided<'c> {
-    verdict: Verdict,
-    policy: &'c str,
-    tier: &'c str,
-    mode: SystemMode,
+pub(super) struct Decided<'c> {
+    pub(super) verdict: Verdict,
+    pub(super) policy: &'c str,
+    pub(super) tier: &'c str,
+    pub(super) mode: SystemMode,
     calls: &'c [LimitCall],
 }
 
 impl Decided<'_> {
     /// `X-RateLimit-Tier` and `X-System-Health` on every policy decision.
-    fn tag(&self, mut resp: Response) -> Response {
+    pub(super) fn tag(&self, mut resp: Response) -> Response {
         if let Ok(v) = HeaderValue::from_str(self.tier) {
             resp.headers_mut().insert(X_RATELIMIT_TIER, v);
         }
@@ -146,17 +146,33 @@ pub fn fail_open<'a>(
     resp
 }
 
+/// What a policy request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A decision: takes `?cost=` (default 1).
+    Decide,
+    /// `GET /v1/status/{policy}`: every limit with cost 0, which the module
+    /// answers without writing anything (SPEC §1).
+    Status,
+}
+
 /// Resolve, read the mode, one `RL.LIMITS`; all Redis work within the budget.
-async fn decide<'c>(
+pub(super) async fn decide<'c>(
     st: &AppState,
     cfg: &'c Config,
     policy: &str,
     peer: Peer,
     headers: &HeaderMap,
     q: RawQuery,
+    purpose: Purpose,
 ) -> Result<Decided<'c>, ApiError> {
-    let p = Params::new(q, &["cost"])?;
-    let cost = p.cost()?;
+    let cost = match purpose {
+        Purpose::Decide => Params::new(q, &["cost"])?.cost()?,
+        Purpose::Status => {
+            Params::new(q, &[])?;
+            0
+        }
+    };
     let r = resolve(
         cfg,
         policy,
@@ -224,7 +240,7 @@ pub async fn check(
 ) -> Result<Response, ApiError> {
     let cfg = st.config();
     let policy = path_param(policy)?;
-    let d = decide(&st, &cfg, &policy, peer, &headers, q).await?;
+    let d = decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await?;
     Ok(match &d.verdict {
         Verdict::Decided(dec) => d.tag(decision_response(
             dec,
@@ -248,7 +264,7 @@ pub async fn auth(
 ) -> Result<Response, ApiError> {
     let cfg = st.config();
     let policy = path_param(policy)?;
-    let d = match decide(&st, &cfg, &policy, peer, &headers, q).await {
+    let d = match decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await {
         Ok(d) => d,
         Err(e @ ApiError::Unauthorized(_)) => return Err(e),
         Err(e) => {

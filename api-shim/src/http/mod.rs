@@ -5,6 +5,7 @@
 //! - [`params`]: query-string and path extraction, peer address;
 //! - [`raw`]: `POST /v1/{tokenbucket,fixedwindow,sliding}/{key}`;
 //! - [`check`]: policy decisions (`/v1/check/{policy}`, `/v1/auth/{policy}`);
+//! - [`status`]: `GET /v1/status/{policy}` (the caller's state, nothing consumed);
 //! - [`admin`]: the `/admin/mode` endpoints;
 //! - [`ops`]: `/health`, `/ready`, `/metrics`, `/openapi.json`.
 //!
@@ -16,6 +17,7 @@ pub mod ops;
 pub mod params;
 pub mod raw;
 pub mod router;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
-use super::{admin, check, ops, raw, AppState};
+use super::{admin, check, ops, raw, status, AppState};
 use crate::error::{problem, ApiError, ErrorCause, Outcome};
 
 /// Every route: path and its method router.
@@ -32,6 +32,7 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(raw::sliding_window).post(raw::sliding_window),
         ),
         ("/v1/check/{policy}", get(check::check).post(check::check)),
+        ("/v1/status/{policy}", get(status::status)),
         // auth_request subrequests keep the original method, so accept any.
         ("/v1/auth/{policy}", any(check::auth)),
         (
@@ -52,6 +53,7 @@ fn endpoint(path: &str) -> Option<&'static str> {
     match path {
         "/v1/check/{policy}" => Some("check"),
         "/v1/auth/{policy}" => Some("auth"),
+        "/v1/status/{policy}" => Some("status"),
         "/v1/tokenbucket/{key}" | "/v1/fixedwindow/{key}" | "/v1/sliding/{key}" => Some("raw"),
         _ => None,
     }
