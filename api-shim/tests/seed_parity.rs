@@ -203,3 +203,201 @@ async fn status_reads_without_writing_and_never_429s() {
     })
     .await;
 }
+
+/// Policies with the identity in a query parameter: `user` ids (believed
+/// from trusted proxies only), API keys, `require_identity` and
+/// `anonymous_tier`. `trusted` is the `trusted_proxies` list.
+fn identity_policies(trusted: &str) -> String {
+    format!(
+        r#"
+[identity]
+trusted_proxies = [{trusted}]
+[api_keys]
+"key-pro-0001" = "pro"
+[policies.users]
+identity_query = "user_id"
+identity_kind = "user"
+default_tier = "member"
+anonymous_tier = "anon"
+[policies.users.tiers.member]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }}]
+[policies.users.tiers.anon]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 1, rate = 0.001 }}]
+[policies.strict]
+identity_query = "user_id"
+identity_kind = "user"
+require_identity = true
+default_tier = "member"
+[policies.strict.tiers.member]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }}]
+[policies.keys]
+identity_query = "api_key"
+require_identity = true
+default_tier = "free"
+anonymous_tier = "anon"
+[policies.keys.tiers.free]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 3, rate = 0.001 }}]
+[policies.keys.tiers.anon]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 1, rate = 0.001 }}]
+[policies.keys.tiers.pro]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 10, rate = 0.001 }}]
+"#
+    )
+}
+
+async fn get(http: &reqwest::Client, url: String) -> reqwest::Response {
+    http.get(url).send().await.expect("send")
+}
+
+async fn problem_detail(r: reqwest::Response) -> String {
+    assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+    let body: serde_json::Value = r.json().await.expect("json");
+    body["detail"].as_str().expect("detail").to_owned()
+}
+
+/// identity_query with identity_kind = "user" from a trusted peer: each
+/// `?user_id=` is its own bucket; callers without one are counted by address
+/// in `anonymous_tier`; `require_identity` refuses a missing id with a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_user_ids_from_a_trusted_peer_get_their_own_buckets() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let cfg = config(&redis.url(), &identity_policies("\"127.0.0.1\""));
+        let shim = InProcessShim::start(cfg).await;
+        let http = client();
+        let u = |q: &str| shim.url(&format!("/v1/check/users{q}"));
+        for want in ["1", "0"] {
+            let r = get(&http, u("?user_id=alice")).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(header(&r, "x-ratelimit-tier"), Some("member"));
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some(want));
+        }
+        assert_eq!(
+            get(&http, u("?user_id=alice")).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let r = get(&http, u("?user_id=bob")).await;
+        assert_eq!(r.status(), StatusCode::OK, "bob has his own bucket");
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+        // The status read takes the same parameter.
+        let r = get(&http, shim.url("/v1/status/users?user_id=alice")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+        // No id: the address, in the anonymous tier.
+        let r = get(&http, u("")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-tier"), Some("anon"));
+        assert_eq!(header(&r, "x-ratelimit-limit"), Some("1"));
+        assert_eq!(
+            get(&http, u("")).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // Ids are hashed into the key; the address stands for anonymous callers.
+        let keys = redis.cmd(&["KEYS", "rl:{users:*"]).expect("KEYS");
+        assert_eq!(keys.matches("rl:{users:u:").count(), 2, "{keys}");
+        assert!(keys.contains("rl:{users:ip:127.0.0.1}"), "{keys}");
+        assert!(
+            !keys.contains("alice"),
+            "ids are not stored verbatim: {keys}"
+        );
+        // Given twice: refused, never first- or last-wins.
+        let r = get(&http, u("?user_id=alice&user_id=carol")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+        // require_identity: a missing (or empty) id is a 400 that says what to send.
+        for q in ["", "?user_id="] {
+            let r = get(&http, shim.url(&format!("/v1/check/strict{q}"))).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+            let detail = problem_detail(r).await;
+            assert_eq!(
+                detail, "this policy requires an identity in query parameter `user_id`",
+                "{q}"
+            );
+        }
+        let r = get(&http, shim.url("/v1/status/strict")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "status too");
+        let r = get(&http, shim.url("/v1/check/strict?user_id=alice")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+
+        // API keys in a query parameter: a known key selects its tier, an
+        // unknown one counts as the address in the anonymous tier, none is a
+        // 400 with require_identity.
+        let r = get(&http, shim.url("/v1/check/keys?api_key=key-pro-0001")).await;
+        assert_eq!(header(&r, "x-ratelimit-tier"), Some("pro"));
+        assert_eq!(header(&r, "x-ratelimit-limit"), Some("10"));
+        for k in ["fresh-1", "fresh-2"] {
+            let r = get(&http, shim.url(&format!("/v1/check/keys?api_key={k}"))).await;
+            assert_eq!(header(&r, "x-ratelimit-tier"), Some("anon"), "{k}");
+            if k == "fresh-2" {
+                assert_eq!(
+                    r.status(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "a fresh unknown key per request gains nothing"
+                );
+            }
+        }
+        let r = get(&http, shim.url("/v1/check/keys")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem_detail(r).await,
+            "this policy requires an identity in query parameter `api_key`"
+        );
+    })
+    .await;
+}
+
+/// Secure by default: a stranger (a peer not in trusted_proxies) cannot pick
+/// an identity with `?user_id=`, neither a fresh bucket per request nor
+/// someone else's; with require_identity its ids are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_user_ids_from_a_stranger_are_not_believed() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let cfg = config(&redis.url(), &identity_policies("\"10.9.9.9\""));
+        let shim = InProcessShim::start(cfg).await;
+        let http = client();
+        let r = get(&http, shim.url("/v1/check/users?user_id=u1")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-tier"), Some("anon"));
+        let r = get(&http, shim.url("/v1/check/users?user_id=u2")).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "a new id does not give a new bucket"
+        );
+        let keys = redis.cmd(&["KEYS", "rl:*"]).expect("KEYS");
+        assert!(!keys.contains(":u:"), "no user key was made: {keys}");
+        let r = get(&http, shim.url("/v1/check/strict?user_id=alice")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem_detail(r).await,
+            "this policy requires an identity in query parameter `user_id`; a user id is accepted only through a trusted proxy"
+        );
+    })
+    .await;
+}
+
+/// A configuration naming a tier the policy does not define refuses to start
+/// (the real binary, exit code 78 = EX_CONFIG, the field named on stderr).
+#[test]
+fn unknown_anonymous_tier_refuses_to_start() {
+    let dir = common::TempDir::new("anon-tier");
+    let path = dir.0.join("shim.toml");
+    std::fs::write(
+        &path,
+        "[policies.api]\ndefault_tier = \"free\"\nanonymous_tier = \"guest\"\n[policies.api.tiers.free]\nlimits = [{ name = \"b\", algorithm = \"tokenbucket\", capacity = 1, rate = 1 }]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_api-shim"))
+        .arg(&path)
+        .env("SHIM_LISTEN", format!("127.0.0.1:{}", common::free_port()))
+        .env("SHIM_REDIS_URL", "redis://127.0.0.1:1/")
+        .output()
+        .expect("run api-shim");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policies.api.anonymous_tier `guest` is not one of its tiers"),
+        "{stderr}"
+    );
+}

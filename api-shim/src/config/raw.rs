@@ -86,6 +86,13 @@ pub struct RawPolicy {
     pub default_tier: String,
     #[serde(default)]
     pub reject_unknown_keys: bool,
+    /// The identity from this query parameter instead of a header.
+    pub identity_query: Option<String>,
+    /// A request without an identity is refused (400).
+    #[serde(default)]
+    pub require_identity: bool,
+    /// The tier of callers counted by their address (default: default_tier).
+    pub anonymous_tier: Option<String>,
     pub tiers: BTreeMap<String, RawTier>,
 }
 

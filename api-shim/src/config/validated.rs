@@ -105,7 +105,25 @@ pub struct Policy {
     pub identity_kind: IdentityKind,
     pub default_tier: String,
     pub reject_unknown_keys: bool,
+    /// Identity query parameter (exclusive with `identity_header`).
+    pub identity_query: Option<String>,
+    /// A request without a believed identity is a 400.
+    pub require_identity: bool,
+    /// The tier of callers counted by their address (`anonymous_tier`, else
+    /// `default_tier`).
+    pub anonymous_tier: String,
     pub tiers: HashMap<String, Tier>,
+}
+
+impl Policy {
+    /// Where the identity comes from, for messages: "header `X-API-Key`".
+    pub fn identity_source(&self) -> Option<String> {
+        match (&self.identity_header, &self.identity_query) {
+            (Some(h), _) => Some(format!("header `{h}`")),
+            (None, Some(q)) => Some(format!("query parameter `{q}`")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -526,10 +544,28 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 ))
             }
         };
+        let identity_query = match &rp.identity_query {
+            Some(q) => {
+                if identity_header.is_some() {
+                    return err(format!(
+                        "{path}: set one of identity_header and identity_query, not both"
+                    ));
+                }
+                // `cost` is the decision's own parameter.
+                if !is_name(q) || q == "cost" {
+                    return err(format!(
+                        "{path}.identity_query must be 1-64 characters of [A-Za-z0-9_.-] and not `cost`, got `{q}`"
+                    ));
+                }
+                Some(q.clone())
+            }
+            None => None,
+        };
+        let has_identity = identity_header.is_some() || identity_query.is_some();
         if identity_kind == IdentityKind::User {
-            if identity_header.is_none() {
+            if !has_identity {
                 return err(format!(
-                    "{path}.identity_kind = \"user\" needs identity_header"
+                    "{path}.identity_kind = \"user\" needs identity_header or identity_query"
                 ));
             }
             if trusted_proxies.is_empty() {
@@ -560,11 +596,38 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 rp.default_tier
             ));
         }
-        if rp.reject_unknown_keys && identity_header.is_none() {
+        if rp.reject_unknown_keys && !has_identity {
             return err(format!(
-                "{path}.reject_unknown_keys needs identity_header to be set"
+                "{path}.reject_unknown_keys needs identity_header or identity_query to be set"
             ));
         }
+        if rp.require_identity && !has_identity {
+            return err(format!(
+                "{path}.require_identity needs identity_header or identity_query to be set"
+            ));
+        }
+        let anonymous_tier = match &rp.anonymous_tier {
+            None => rp.default_tier.clone(),
+            Some(t) => {
+                if !tiers.contains_key(t) {
+                    return err(format!(
+                        "{path}.anonymous_tier `{t}` is not one of its tiers"
+                    ));
+                }
+                // A setting that can never apply is a mistake worth hearing about.
+                if rp.reject_unknown_keys {
+                    return err(format!(
+                        "{path}.anonymous_tier never applies with reject_unknown_keys (every caller has a known key)"
+                    ));
+                }
+                if rp.require_identity && identity_kind == IdentityKind::User {
+                    return err(format!(
+                        "{path}.anonymous_tier never applies with require_identity and identity_kind = \"user\" (every caller has a user id)"
+                    ));
+                }
+                t.clone()
+            }
+        };
         policies.insert(
             pname.clone(),
             Policy {
@@ -573,6 +636,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 identity_kind,
                 default_tier: rp.default_tier.clone(),
                 reject_unknown_keys: rp.reject_unknown_keys,
+                identity_query,
+                require_identity: rp.require_identity,
+                anonymous_tier,
                 tiers,
             },
         );

@@ -166,12 +166,20 @@ pub(super) async fn decide<'c>(
     q: RawQuery,
     purpose: Purpose,
 ) -> Result<Decided<'c>, ApiError> {
+    // The policy's identity parameter is the only one besides `cost`.
+    let id_param = cfg
+        .policies
+        .get(policy)
+        .and_then(|p| p.identity_query.as_deref());
+    let mut known = Vec::with_capacity(2);
+    if purpose == Purpose::Decide {
+        known.push("cost");
+    }
+    known.extend(id_param);
+    let p = Params::new(q, &known)?;
     let cost = match purpose {
-        Purpose::Decide => Params::new(q, &["cost"])?.cost()?,
-        Purpose::Status => {
-            Params::new(q, &[])?;
-            0
-        }
+        Purpose::Decide => p.cost()?,
+        Purpose::Status => 0,
     };
     let r = resolve(
         cfg,
@@ -179,6 +187,7 @@ pub(super) async fn decide<'c>(
         &Facts {
             peer: peer.0,
             headers,
+            query: id_param.and_then(|n| p.get(n)),
         },
     )?;
     let started = std::time::Instant::now();
