@@ -141,7 +141,16 @@ async fn allowed_raw_call_carries_all_rate_limit_headers() {
     assert_eq!(r.h("ratelimit"), Some("\"tokenbucket\";r=1;t=60"));
     assert_eq!(r.h("x-ratelimit-limit"), Some("2"));
     assert_eq!(r.h("x-ratelimit-remaining"), Some("1"));
-    assert_eq!(r.h("x-ratelimit-reset"), Some("60"));
+    // X-RateLimit-Reset: a Unix time by default, 60 s from now.
+    let reset: u64 = r
+        .h("x-ratelimit-reset")
+        .and_then(|v| v.parse().ok())
+        .expect("Unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!((now + 59..=now + 61).contains(&reset), "{reset} vs {now}");
     assert_eq!(r.h("retry-after"), None);
     assert_eq!(r.json["allowed"], true);
     assert_eq!(r.json["remaining"], 1);

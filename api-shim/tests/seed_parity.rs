@@ -401,3 +401,59 @@ fn unknown_anonymous_tier_refuses_to_start() {
         "{stderr}"
     );
 }
+
+fn unix_now() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    i64::try_from(d.as_secs()).expect("secs")
+}
+
+/// `X-RateLimit-Reset` is a Unix time in seconds by default and seconds from
+/// now with `http.x_ratelimit_reset = "delta"`; the IETF `t` is a delta in
+/// both. Checked against the module's own `reset_after_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_ratelimit_reset_is_unix_by_default_and_delta_on_request() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let policy = r#"
+[policies.api]
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [{ name = "hour", algorithm = "fixedwindow", limit = 5, window = 3600 }]
+"#;
+        let http = client();
+        for (style, extra) in [
+            ("unix", policy.to_owned()),
+            (
+                "delta",
+                format!("[http]\nx_ratelimit_reset = \"delta\"\n{policy}"),
+            ),
+        ] {
+            redis.cmd(&["FLUSHALL"]).expect("FLUSHALL");
+            let shim = InProcessShim::start(config(&redis.url(), &extra)).await;
+            let before = unix_now();
+            let r = get(&http, shim.url("/v1/check/api")).await;
+            let after = unix_now();
+            assert_eq!(r.status(), StatusCode::OK);
+            let reset: i64 = header(&r, "x-ratelimit-reset")
+                .and_then(|v| v.parse().ok())
+                .expect("whole seconds");
+            let t: i64 = header(&r, "ratelimit")
+                .and_then(|v| v.rsplit("t=").next()?.parse().ok())
+                .expect("t");
+            let body: serde_json::Value = r.json().await.expect("json");
+            let reset_ms = body["reset_after_ms"].as_i64().expect("reset_after_ms");
+            let delta = (reset_ms + 999) / 1000;
+            assert_eq!(t, delta, "{style}: the IETF t is always a delta");
+            match style {
+                "unix" => assert!(
+                    (before + delta..=after + delta + 1).contains(&reset),
+                    "{reset} not within [{before}, {after}] + {delta}"
+                ),
+                _ => assert_eq!(reset, delta),
+            }
+        }
+    })
+    .await;
+}

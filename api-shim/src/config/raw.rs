@@ -38,6 +38,8 @@ pub struct RawConfig {
 pub struct RawHttp {
     /// A client must send a request's whole header within this (ms).
     pub header_read_timeout_ms: Option<u64>,
+    /// `X-RateLimit-Reset`: `unix` (default) or `delta`.
+    pub x_ratelimit_reset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ use rl_grammar::{LimitSpec, Quota, QuotaError, TokenBucketQuota, WindowQuota};
 use super::raw::{Number, RawConfig, RawLimit, RawTier};
 use super::ConfigError;
 use crate::backend::SystemMode;
+use crate::decision::ResetStyle;
 
 /// Largest integer a structured header field can carry (RFC 9651: 15 digits).
 /// Counts above it could not be reported in `RateLimit-Policy`, so they are
@@ -139,6 +140,8 @@ pub struct Config {
     pub mode_cache: Duration,
     pub mode_key: String,
     pub header_read_timeout: Duration,
+    /// How `X-RateLimit-Reset` is written (`http.x_ratelimit_reset`).
+    pub x_ratelimit_reset: ResetStyle,
     /// `None`: only SIGHUP reloads.
     pub reload_interval: Option<Duration>,
     pub raw_enabled: bool,
@@ -500,6 +503,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
     if !(10..=120_000).contains(&header_ms) {
         return err("http.header_read_timeout_ms must be between 10 and 120000");
     }
+    let x_ratelimit_reset = match raw.http.x_ratelimit_reset.as_deref() {
+        None | Some("unix") => ResetStyle::Unix,
+        Some("delta") => ResetStyle::Delta,
+        Some(other) => {
+            return err(format!(
+                "http.x_ratelimit_reset must be `unix` or `delta`, got `{other}`"
+            ))
+        }
+    };
     let reload_interval = match raw.reload_interval_ms.unwrap_or(0) {
         0 => None,
         ms if ms < 100 => return err("reload_interval_ms must be 0 (off) or at least 100"),
@@ -697,6 +709,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
         mode_cache: Duration::from_millis(mode_cache_ms),
         mode_key,
         header_read_timeout: Duration::from_millis(header_ms),
+        x_ratelimit_reset,
         reload_interval,
         raw_enabled,
         raw_key_prefix,

@@ -12,11 +12,11 @@ use axum::Json;
 use serde_json::json;
 
 use super::params::{path_param, Params, Peer, RawQuery};
-use super::{within, AppState};
+use super::{reset_field, within, AppState};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::{Config, LimitCall};
 use crate::decision::{
-    policy_header, Decision, RATELIMIT_POLICY, X_RATELIMIT_DENIED, X_RATELIMIT_ERROR,
+    policy_header, Decision, ResetField, RATELIMIT_POLICY, X_RATELIMIT_DENIED, X_RATELIMIT_ERROR,
     X_RATELIMIT_FAIL_OPEN, X_RATELIMIT_TIER, X_SYSTEM_HEALTH,
 };
 use crate::error::{problem, ApiError, Outcome, QUOTA_EXCEEDED};
@@ -40,8 +40,8 @@ fn limits_json(d: &Decision) -> serde_json::Value {
 }
 
 /// 200 with the decision as JSON, or 429 problem+json (`quota-exceeded`).
-pub fn decision_response(d: &Decision, extra: serde_json::Value) -> Response {
-    let headers = d.headers();
+pub fn decision_response(d: &Decision, reset: ResetField, extra: serde_json::Value) -> Response {
+    let headers = d.headers(reset);
     let Some(b) = d.binding() else {
         return ApiError::Internal("decision without limits".into()).into_response();
     };
@@ -253,6 +253,7 @@ pub async fn check(
     Ok(match &d.verdict {
         Verdict::Decided(dec) => d.tag(decision_response(
             dec,
+            reset_field(&cfg),
             json!({"policy": d.policy, "tier": d.tier, "mode": d.mode.as_str()}),
         )),
         Verdict::FailOpen => d.tag(d.fail_open(StatusCode::OK)),
@@ -292,7 +293,7 @@ pub async fn auth(
     };
     Ok(match &d.verdict {
         Verdict::Decided(dec) => {
-            let mut h = dec.headers();
+            let mut h = dec.headers(reset_field(&cfg));
             let (status, outcome) = if dec.allowed {
                 (StatusCode::NO_CONTENT, "allowed")
             } else {

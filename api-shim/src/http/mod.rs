@@ -93,6 +93,21 @@ impl AppState {
     }
 }
 
+/// `X-RateLimit-Reset` for an answer given now: the configured style, with
+/// the one clock reading a Unix time needs.
+pub fn reset_field(cfg: &Config) -> crate::decision::ResetField {
+    use crate::decision::{ResetField, ResetStyle};
+    match cfg.x_ratelimit_reset {
+        ResetStyle::Delta => ResetField::Delta,
+        ResetStyle::Unix => ResetField::Unix {
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        },
+    }
+}
+
 /// Runs `fut` within the decision budget: an outage or a hung server turns
 /// into `Unavailable` after `budget` at the latest, whatever `fut` awaits.
 pub async fn within<T>(

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::check::{decide, Purpose, Verdict};
 use super::params::{path_param, Peer, RawQuery};
-use super::AppState;
+use super::{reset_field, AppState};
 use crate::error::{ApiError, Outcome};
 
 /// `GET /v1/status/{policy}`: 200 with every limit's state; never 429.
@@ -58,7 +58,7 @@ pub async fn status(
             "reset_after_ms": i.reply.reset_after_ms,
         })).collect::<Vec<_>>(),
     });
-    let mut resp = (StatusCode::OK, dec.headers(), Json(body)).into_response();
+    let mut resp = (StatusCode::OK, dec.headers(reset_field(&cfg)), Json(body)).into_response();
     resp.extensions_mut().insert(Outcome("read"));
     Ok(d.tag(resp))
 }
