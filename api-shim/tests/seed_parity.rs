@@ -457,3 +457,52 @@ limits = [{ name = "hour", algorithm = "fixedwindow", limit = 5, window = 3600 }
     })
     .await;
 }
+
+/// 429 problem+json bodies carry `retry_after` (whole seconds, rounded up,
+/// equal to `Retry-After`) beside `retry_after_ms`; -1 when waiting cannot
+/// help (and then no `Retry-After`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_carry_retry_after_in_whole_seconds_beside_the_ms() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let shim = InProcessShim::start(config(&redis.url(), ONE_POLICY)).await;
+        let http = client();
+        let ok = get(&http, shim.url("/v1/check/api")).await;
+        let body: serde_json::Value = ok.json().await.expect("json");
+        assert_eq!(body["retry_after"], 0, "allowed: {body}");
+        for _ in 0..2 {
+            get(&http, shim.url("/v1/check/api")).await;
+        }
+        for url in [
+            shim.url("/v1/check/api"),
+            // 1 token per 2.5 s: 2500 ms -> 3 s, rounded up.
+            shim.url("/v1/tokenbucket/r?capacity=1&rate=0.4"),
+        ] {
+            let mut r = get(&http, url.clone()).await;
+            if r.status() == StatusCode::OK {
+                r = get(&http, url.clone()).await;
+            }
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{url}");
+            let retry: i64 = header(&r, "retry-after")
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After");
+            let body: serde_json::Value = r.json().await.expect("json");
+            let ms = body["retry_after_ms"].as_i64().expect("ms");
+            assert!(ms > 0, "{body}");
+            assert_eq!(body["retry_after"], retry, "{body}");
+            assert_eq!(retry, (ms + 999) / 1000, "rounded up: {body}");
+        }
+        // A cost above the limit can never be granted.
+        let r = get(
+            &http,
+            shim.url("/v1/fixedwindow/n?limit=2&window=60&cost=3"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&r, "retry-after"), None);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["retry_after_ms"], -1);
+        assert_eq!(body["retry_after"], -1);
+    })
+    .await;
+}

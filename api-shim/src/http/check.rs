@@ -50,6 +50,8 @@ pub fn decision_response(d: &Decision, reset: ResetField, extra: serde_json::Val
         "limit": b.reply.limit,
         "remaining": b.reply.remaining.max(0),
         "retry_after_ms": if d.allowed { 0 } else { b.reply.retry_after_ms },
+        // Whole seconds, rounded up: the Retry-After value (-1: never).
+        "retry_after": if d.allowed { 0 } else { d.retry_after_secs().unwrap_or(-1) },
         "reset_after_ms": b.reply.reset_after_ms,
         "binding": b.name,
         "limits": limits_json(d),
