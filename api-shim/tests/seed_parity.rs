@@ -506,3 +506,85 @@ async fn denials_carry_retry_after_in_whole_seconds_beside_the_ms() {
     })
     .await;
 }
+
+const ADMIN: &str = "0123456789abcdef-admin";
+
+fn unix_ms() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    u64::try_from(d.as_millis()).expect("ms")
+}
+
+async fn set_mode(http: &reqwest::Client, shim: &InProcessShim, mode: &str) -> serde_json::Value {
+    let r = http
+        .put(shim.url("/admin/mode"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "mode": mode }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.expect("json")
+}
+
+async fn ready_mode(http: &reqwest::Client, shim: &InProcessShim) -> serde_json::Value {
+    let r = get(http, shim.url("/ready")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    body["mode"].clone()
+}
+
+/// `/ready` shows the mode; a mode change answers `previous`, `mode` and
+/// `changed_at` (Unix ms), kept in Redis so that every shim reports the same
+/// time; the mode key still holds the bare mode (operators' `SET` works).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_shows_the_mode_and_a_mode_change_says_what_changed_and_when() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let extra = format!("mode_cache_ms = 0\n[admin]\ntoken = \"{ADMIN}\"\n{ONE_POLICY}");
+        let a = InProcessShim::start(config(&redis.url(), &extra)).await;
+        let b = InProcessShim::start(config(&redis.url(), &extra)).await;
+        let http = client();
+        assert_eq!(ready_mode(&http, &a).await, "NORMAL");
+
+        let before = unix_ms();
+        let r = set_mode(&http, &a, "DEGRADED").await;
+        let after = unix_ms();
+        assert_eq!(r["previous"], "NORMAL", "{r}");
+        assert_eq!(r["mode"], "DEGRADED");
+        assert_eq!(r["changed"], true);
+        let at = r["changed_at"].as_u64().expect("changed_at is Unix ms");
+        assert!(
+            (before..=after).contains(&at),
+            "{at} not in [{before}, {after}]"
+        );
+        // The other shim agrees on the mode and on the time.
+        assert_eq!(ready_mode(&http, &b).await, "DEGRADED");
+        let r = http
+            .get(b.url("/admin/mode"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("send");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["mode"], "DEGRADED");
+        assert_eq!(body["changed_at"].as_u64(), Some(at));
+        // Setting the same mode again changes nothing, the time included.
+        let r = set_mode(&http, &b, "DEGRADED").await;
+        assert_eq!(r["previous"], "DEGRADED");
+        assert_eq!(r["changed"], false);
+        assert_eq!(r["changed_at"].as_u64(), Some(at));
+        // Back-compat: the mode key holds the bare name, and an operator's
+        // plain SET is what the shims apply.
+        let mode_key = &a.state.config().mode_key;
+        assert_eq!(redis.cmd(&["GET", mode_key]).expect("GET"), "DEGRADED");
+        redis.cmd(&["SET", mode_key, "NORMAL"]).expect("SET");
+        assert_eq!(ready_mode(&http, &a).await, "NORMAL");
+        let r = set_mode(&http, &a, "DEGRADED").await;
+        assert_eq!(r["previous"], "NORMAL");
+        assert!(r["changed_at"].as_u64().expect("ms") >= at);
+    })
+    .await;
+}

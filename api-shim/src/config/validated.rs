@@ -414,9 +414,10 @@ fn check_disjoint(raw_prefix: &str, key_prefix: &str, mode_key: &str) -> Result<
             "raw.key_prefix `{raw_prefix}` overlaps the policy keys (`{policy_space}…`): choose a prefix neither starts the other"
         ));
     }
-    if mode_key.starts_with(raw_prefix) {
+    let changed_at = crate::backend::changed_at_key(mode_key);
+    if mode_key.starts_with(raw_prefix) || changed_at.starts_with(raw_prefix) {
         return err(format!(
-            "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}`"
+            "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}` (or `{changed_at}`)"
         ));
     }
     Ok(())
