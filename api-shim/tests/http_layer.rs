@@ -777,13 +777,13 @@ async fn auth_endpoint_speaks_nginx_auth_request() {
     let m = t.call("GET", "/metrics", &[], PEER).await;
     assert!(
         m.text
-            .contains("shim_decisions_total{endpoint=\"auth\",outcome=\"allowed\"} 2"),
+            .contains("shim_decisions_total{endpoint=\"auth\",mode=\"NORMAL\",outcome=\"allowed\",policy=\"api\",tier=\"free\"} 2"),
         "{}",
         m.text
     );
     assert!(m
         .text
-        .contains("shim_decisions_total{endpoint=\"auth\",outcome=\"denied\"} 1"));
+        .contains("shim_decisions_total{endpoint=\"auth\",mode=\"NORMAL\",outcome=\"denied\",policy=\"api\",tier=\"free\"} 1"));
 }
 
 #[tokio::test]
@@ -798,7 +798,7 @@ async fn operations_endpoints() {
     assert_eq!(m.status, StatusCode::OK);
     assert!(
         m.text
-            .contains("shim_decisions_total{endpoint=\"check\",outcome=\"allowed\"} 1"),
+            .contains("shim_decisions_total{endpoint=\"check\",mode=\"NORMAL\",outcome=\"allowed\",policy=\"api\",tier=\"free\"} 1"),
         "{}",
         m.text
     );

@@ -588,3 +588,169 @@ async fn ready_shows_the_mode_and_a_mode_change_says_what_changed_and_when() {
     })
     .await;
 }
+
+const SECRET_KEY: &str = "sk-live-9f8e7d6c5b4a-do-not-log";
+
+fn keyed_policy(decision_log: &str) -> String {
+    format!(
+        r#"
+[observability]
+decision_log = "{decision_log}"
+[api_keys]
+"{SECRET_KEY}" = "pro"
+[policies.api]
+identity_header = "X-API-Key"
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 1, rate = 0.001 }}]
+[policies.api.tiers.pro]
+limits = [
+  {{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }},
+  {{ name = "day", algorithm = "fixedwindow", limit = 100, window = 86400 }},
+]
+"#
+    )
+}
+
+/// Decision metrics carry policy, tier and mode (from configuration only:
+/// an unknown policy name or an API key never becomes a label value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_metrics_are_labelled_by_policy_tier_and_mode() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let shim = InProcessShim::start(config(&redis.url(), &keyed_policy("off"))).await;
+        let http = client();
+        let keyed = || {
+            http.get(shim.url("/v1/check/api"))
+                .header("x-api-key", SECRET_KEY)
+                .send()
+        };
+        for _ in 0..3 {
+            keyed().await.expect("send");
+        }
+        get(&http, shim.url("/v1/check/api")).await;
+        get(&http, shim.url("/v1/status/api")).await;
+        get(&http, shim.url("/v1/check/made-up-policy-name")).await;
+        get(&http, shim.url("/v1/tokenbucket/x?capacity=1&rate=1")).await;
+        let text = get(&http, shim.url("/metrics")).await.text().await.expect("text");
+        for line in [
+            r#"shim_decisions_total{endpoint="check",mode="NORMAL",outcome="allowed",policy="api",tier="pro"} 2"#,
+            r#"shim_decisions_total{endpoint="check",mode="NORMAL",outcome="denied",policy="api",tier="pro"} 1"#,
+            r#"shim_decisions_total{endpoint="check",mode="NORMAL",outcome="allowed",policy="api",tier="free"} 1"#,
+            r#"shim_decisions_total{endpoint="status",mode="NORMAL",outcome="read",policy="api",tier="free"} 1"#,
+            r#"shim_decisions_total{endpoint="check",mode="",outcome="not_found",policy="",tier=""} 1"#,
+            r#"shim_decisions_total{endpoint="raw",mode="",outcome="allowed",policy="",tier=""} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("made-up-policy-name"), "{text}");
+        assert!(!text.contains(SECRET_KEY), "{text}");
+    })
+    .await;
+}
+
+/// Runs the real binary with `config_body`, makes a few decisions, stops it
+/// and returns its JSON log lines (stdout).
+async fn decision_log_lines(redis: &RedisProc, config_body: &str) -> Vec<serde_json::Value> {
+    let dir = common::TempDir::new("decision-log");
+    let path = dir.0.join("shim.toml");
+    std::fs::write(&path, config_body).expect("write config");
+    let log_path = dir.0.join("stdout.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let port = common::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_api-shim"))
+        .arg(&path)
+        .env("SHIM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHIM_REDIS_URL", redis.url())
+        .env("RUST_LOG", "info")
+        .env_remove("SHIM_LOG_FORMAT")
+        .stdout(log)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn api-shim");
+    let health = format!("http://127.0.0.1:{port}/health");
+    tokio::task::spawn_blocking(move || common::wait_http(&health))
+        .await
+        .expect("up");
+    let http = client();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..3 {
+        let r = http
+            .get(format!("{base}/v1/check/api"))
+            .header("x-api-key", SECRET_KEY)
+            .send()
+            .await
+            .expect("send");
+        assert!(r.status() == StatusCode::OK || r.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    // The auth_request path too, with the key in the header.
+    let r = http
+        .get(format!("{base}/v1/auth/api"))
+        .header("x-api-key", SECRET_KEY)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).expect("read log");
+    assert!(
+        !text.contains(SECRET_KEY),
+        "the API key reached the log:\n{text}"
+    );
+    assert!(
+        !text.contains("9f8e7d6c5b4a"),
+        "part of the key reached the log"
+    );
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "decision")
+        .collect()
+}
+
+/// One structured log line per decision (policy, tier, outcome, binding
+/// limit, latency) at the configured level; never the raw API key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_log_line_per_decision_without_the_api_key() {
+    bounded(90, async {
+        let redis = RedisProc::start();
+        let lines = decision_log_lines(&redis, &keyed_policy("info")).await;
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        let outcomes: Vec<&str> = lines
+            .iter()
+            .map(|l| l["fields"]["outcome"].as_str().expect("outcome"))
+            .collect();
+        assert_eq!(outcomes, ["allowed", "allowed", "denied", "denied"]);
+        for l in &lines {
+            let f = &l["fields"];
+            assert_eq!(l["level"], "INFO", "{l}");
+            assert_eq!(f["policy"], "api", "{l}");
+            assert_eq!(f["tier"], "pro", "{l}");
+            assert_eq!(f["mode"], "NORMAL", "{l}");
+            assert_eq!(f["binding"], "burst", "{l}");
+            assert!(f["latency_ms"].as_f64().is_some_and(|v| v >= 0.0), "{l}");
+            assert!(
+                f["identity"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("k:") && i.len() == 18),
+                "hashed identity: {l}"
+            );
+        }
+        assert_eq!(lines[0]["fields"]["endpoint"], "check");
+        assert_eq!(lines[3]["fields"]["endpoint"], "auth");
+        assert_eq!(lines[3]["fields"]["status"], 403);
+
+        redis.cmd(&["FLUSHALL"]).expect("FLUSHALL");
+        let lines = decision_log_lines(&redis, &keyed_policy("off")).await;
+        assert!(lines.is_empty(), "decision_log = off: {lines:?}");
+        redis.cmd(&["FLUSHALL"]).expect("FLUSHALL");
+        let lines = decision_log_lines(&redis, &keyed_policy("debug")).await;
+        assert!(
+            lines.is_empty(),
+            "debug lines are below RUST_LOG=info: {lines:?}"
+        );
+    })
+    .await;
+}

@@ -14,7 +14,9 @@ pub mod validated;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use validated::{Config, IdentityKind, LimitCall, Policy, RedisTarget, Tier, MAX_HEADER_INT};
+pub use validated::{
+    Config, DecisionLog, IdentityKind, LimitCall, Policy, RedisTarget, Tier, MAX_HEADER_INT,
+};
 
 /// A configuration error; the message names the field.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     #[serde(default)]
+    pub observability: RawObservability,
+    #[serde(default)]
     pub api_keys: BTreeMap<String, String>,
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
@@ -40,6 +42,13 @@ pub struct RawHttp {
     pub header_read_timeout_ms: Option<u64>,
     /// `X-RateLimit-Reset`: `unix` (default) or `delta`.
     pub x_ratelimit_reset: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservability {
+    /// One log line per decision at this level: `info` (default), `debug`, `off`.
+    pub decision_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,7 +35,15 @@ pub enum RedisTarget {
     Sentinel { master: String, nodes: Vec<String> },
 }
 
-/// What the identity header (or, later, query parameter) holds.
+/// The level of the one log line per decision (`observability.decision_log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLog {
+    Off,
+    Debug,
+    Info,
+}
+
+/// What the identity header (or query parameter) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
     /// An API key looked up in `[api_keys]`; unknown keys count as the client
@@ -142,6 +150,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How `X-RateLimit-Reset` is written (`http.x_ratelimit_reset`).
     pub x_ratelimit_reset: ResetStyle,
+    /// Level of the per-decision log line (`observability.decision_log`).
+    pub decision_log: DecisionLog,
     /// `None`: only SIGHUP reloads.
     pub reload_interval: Option<Duration>,
     pub raw_enabled: bool,
@@ -513,6 +523,16 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
             ))
         }
     };
+    let decision_log = match raw.observability.decision_log.as_deref() {
+        None | Some("info") => DecisionLog::Info,
+        Some("debug") => DecisionLog::Debug,
+        Some("off") => DecisionLog::Off,
+        Some(other) => {
+            return err(format!(
+                "observability.decision_log must be `info`, `debug` or `off`, got `{other}`"
+            ))
+        }
+    };
     let reload_interval = match raw.reload_interval_ms.unwrap_or(0) {
         0 => None,
         ms if ms < 100 => return err("reload_interval_ms must be 0 (off) or at least 100"),
@@ -711,6 +731,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
         mode_key,
         header_read_timeout: Duration::from_millis(header_ms),
         x_ratelimit_reset,
+        decision_log,
         reload_interval,
         raw_enabled,
         raw_key_prefix,

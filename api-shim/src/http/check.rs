@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::params::{path_param, Params, Peer, RawQuery};
-use super::{reset_field, within, AppState};
+use super::{reset_field, within, AppState, DecisionInfo};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::{Config, LimitCall};
 use crate::decision::{
@@ -100,11 +100,24 @@ pub(super) struct Decided<'c> {
     pub(super) tier: &'c str,
     pub(super) mode: SystemMode,
     calls: &'c [LimitCall],
+    /// The hashed identity (for the decision log).
+    identity: String,
 }
 
 impl Decided<'_> {
     /// `X-RateLimit-Tier` and `X-System-Health` on every policy decision.
     pub(super) fn tag(&self, mut resp: Response) -> Response {
+        let binding = match &self.verdict {
+            Verdict::Decided(d) => d.binding().map(|b| b.name.clone()),
+            Verdict::FailOpen => None,
+        };
+        resp.extensions_mut().insert(DecisionInfo {
+            policy: self.policy.to_owned(),
+            tier: self.tier.to_owned(),
+            mode: self.mode.as_str(),
+            binding,
+            identity: self.identity.clone(),
+        });
         if let Ok(v) = HeaderValue::from_str(self.tier) {
             resp.headers_mut().insert(X_RATELIMIT_TIER, v);
         }
@@ -237,6 +250,7 @@ pub(super) async fn decide<'c>(
         tier: &r.tier.name,
         mode,
         calls: r.tier.calls(mode),
+        identity: r.identity,
     })
 }
 

@@ -30,6 +30,19 @@ use crate::metrics::Metrics;
 
 pub use router::{app, route_table};
 
+/// What a policy answer was about, for the edge's metrics and decision log.
+/// Every field comes from configuration or is hashed: never a raw API key.
+#[derive(Debug, Clone)]
+pub(crate) struct DecisionInfo {
+    pub policy: String,
+    pub tier: String,
+    pub mode: &'static str,
+    /// The binding limit's configured name (none when failed open).
+    pub binding: Option<String>,
+    /// `k:<hash>`, `u:<hash>` or `ip:<address>` (identity::resolve).
+    pub identity: String,
+}
+
 /// Everything a handler needs; cheap to clone.
 ///
 /// The configuration sits behind an [`ArcSwap`]: a request takes one
