@@ -532,6 +532,38 @@ async fn nginx_passes_user_id_so_users_behind_one_address_get_separate_buckets()
             .expect("send");
         assert_eq!(r.status(), StatusCode::OK, "a status read is never 429");
         assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+
+        // The interactive docs work under the /ratelimit/ prefix: the
+        // relative redirect and asset links keep it.
+        let r = http
+            .get(format!("{base}/ratelimit/docs"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(r.url().path(), "/ratelimit/docs/");
+        assert!(r
+            .text()
+            .await
+            .expect("html")
+            .contains("swagger-ui-bundle.js"));
+        for asset in [
+            "docs/swagger-ui-bundle.js",
+            "docs/swagger-initializer.js",
+            "openapi.json",
+        ] {
+            let r = http
+                .get(format!("{base}/ratelimit/{asset}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        }
         drop(nginx);
     })
     .await;

@@ -754,3 +754,79 @@ async fn one_log_line_per_decision_without_the_api_key() {
     })
     .await;
 }
+
+/// The `src`/`href` values of an HTML page.
+fn links(html: &str) -> Vec<String> {
+    let mut out = vec![];
+    for attr in ["src=\"", "href=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').expect("closing quote");
+            out.push(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// `/docs` serves interactive docs offline: HTML whose every asset is
+/// same-origin (relative, no scheme, no protocol-relative URL), each asset
+/// served from the binary, and the page fed by this shim's `/openapi.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_are_served_offline_from_assets_in_the_binary() {
+    bounded(60, async {
+        let redis = RedisProc::start();
+        let shim = InProcessShim::start(config(&redis.url(), ONE_POLICY)).await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let r = get(&http, shim.url("/docs")).await;
+        assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(header(&r, "location"), Some("docs/"), "relative");
+
+        let r = get(&http, shim.url("/docs/")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(header(&r, "content-type").is_some_and(|v| v.starts_with("text/html")));
+        assert!(header(&r, "content-security-policy")
+            .is_some_and(|v| v.starts_with("default-src 'self'")));
+        let html = r.text().await.expect("html");
+        let assets = links(&html);
+        assert!(assets.len() >= 4, "{assets:?}\n{html}");
+        let mut initializer = None;
+        for a in &assets {
+            assert!(
+                !a.contains("://") && !a.starts_with("//") && !a.starts_with('/'),
+                "not a relative same-origin asset: {a}"
+            );
+            let name = a.trim_start_matches("./");
+            let r = get(&http, shim.url(&format!("/docs/{name}"))).await;
+            assert_eq!(r.status(), StatusCode::OK, "{a}");
+            let body = r.bytes().await.expect("body");
+            assert!(body.len() > 100, "{a} is {} bytes", body.len());
+            if name == "swagger-initializer.js" {
+                initializer = Some(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+        for big in ["swagger-ui-bundle.js", "swagger-ui.css"] {
+            assert!(
+                assets.iter().any(|a| a.ends_with(big)),
+                "{big} not referenced: {assets:?}"
+            );
+        }
+        // Fed by the same document, relative to /docs/, with no call to
+        // the online validator.
+        let init = initializer.expect("swagger-initializer.js is referenced");
+        assert!(init.contains("\"../openapi.json\""), "{init}");
+        assert!(init.contains("\"validatorUrl\": \"none\""), "{init}");
+        let r = get(&http, shim.url("/docs/../openapi.json")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let doc: serde_json::Value = r.json().await.expect("openapi.json");
+        assert!(doc["paths"]["/docs/"].is_object());
+        let r = get(&http, shim.url("/docs/no-such-file.js")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    })
+    .await;
+}

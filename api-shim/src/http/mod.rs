@@ -7,12 +7,14 @@
 //! - [`check`]: policy decisions (`/v1/check/{policy}`, `/v1/auth/{policy}`);
 //! - [`status`]: `GET /v1/status/{policy}` (the caller's state, nothing consumed);
 //! - [`admin`]: the `/admin/mode` endpoints;
+//! - [`docs`]: `/docs`, Swagger UI compiled into the binary;
 //! - [`ops`]: `/health`, `/ready`, `/metrics`, `/openapi.json`.
 //!
 //! Handlers return `Result<Response, ApiError>` and use `?`.
 
 pub mod admin;
 pub mod check;
+pub mod docs;
 pub mod ops;
 pub mod params;
 pub mod raw;

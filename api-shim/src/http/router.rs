@@ -11,7 +11,7 @@ use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
-use super::{admin, check, ops, raw, status, AppState, DecisionInfo};
+use super::{admin, check, docs, ops, raw, status, AppState, DecisionInfo};
 use crate::config::DecisionLog;
 use crate::error::{problem, ApiError, ErrorCause, Outcome};
 
@@ -46,6 +46,9 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/ready", get(ops::ready)),
         ("/metrics", get(ops::metrics)),
         ("/openapi.json", get(ops::openapi)),
+        ("/docs", get(docs::redirect)),
+        ("/docs/", get(docs::index)),
+        ("/docs/{file}", get(docs::asset)),
     ]
 }
 
