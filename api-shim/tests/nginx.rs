@@ -429,6 +429,7 @@ trusted_proxies = ["127.0.0.1"]
 identity_header = "user_id"
 identity_kind = "user"
 default_tier = "member"
+require_identity = true
 [policies.api.tiers.member]
 limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.01 }]
 [redis]
@@ -438,7 +439,7 @@ timeout_ms = 10000
 /// The seeds identify users by a `user_id` header. Through the rendered Nginx
 /// template (`underscores_in_headers on`), two users behind one address get
 /// separate buckets, on the auth_request path, on GET decisions and on the
-/// status read; without the header they share the address's bucket.
+/// status read; without the header (require_identity) Nginx answers 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_passes_user_id_so_users_behind_one_address_get_separate_buckets() {
     bounded(120, async {
@@ -495,12 +496,18 @@ async fn nginx_passes_user_id_so_users_behind_one_address_get_separate_buckets()
         let r = call(Some("bob")).await.expect("send");
         assert_eq!(r.status(), StatusCode::OK, "bob is not alice");
         assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
-        // Without the header: the address's bucket, a third one.
+        // Without the header: require_identity's 400, through auth_request.
         let r = call(None).await.expect("send");
-        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
         let keys = redis.cmd(&["KEYS", "rl:{api:*"]).expect("KEYS");
         assert_eq!(keys.matches("rl:{api:u:").count(), 2, "{keys}");
-        assert!(keys.contains("rl:{api:ip:127.0.0.1}"), "{keys}");
+        assert!(!keys.contains(":ip:"), "{keys}");
 
         // The public decision (GET) and status read see the same buckets.
         let r = http

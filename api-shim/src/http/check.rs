@@ -278,7 +278,7 @@ pub async fn check(
 
 /// `/v1/auth/{policy}` (any method) for Nginx `auth_request`: 204 when
 /// allowed; 403 with `X-RateLimit-Denied: 1` when limited; 403 with
-/// `X-RateLimit-Error: unavailable|error` when the decision failed (Nginx
+/// `X-RateLimit-Error: unavailable|bad_request|error` when the decision failed (Nginx
 /// treats any other status as its own 500, losing the difference); 401 when an
 /// API key is required or unknown (Nginx passes 401 through).
 pub async fn auth(
@@ -294,10 +294,11 @@ pub async fn auth(
         Ok(d) => d,
         Err(e @ ApiError::Unauthorized(_)) => return Err(e),
         Err(e) => {
-            let marker = if matches!(e, ApiError::Unavailable(_)) {
-                "unavailable"
-            } else {
-                "error"
+            // Nginx turns each marker back into its status (503, 400, 500).
+            let marker = match e {
+                ApiError::Unavailable(_) => "unavailable",
+                ApiError::BadRequest(_) => "bad_request",
+                _ => "error",
             };
             // Keep the error's extensions (outcome, cause) for the edge.
             let mut resp = e.into_response();
