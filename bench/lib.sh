@@ -19,11 +19,15 @@ fi
 # A scratch directory and the server started in it, both gone on exit.
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rl-$TOOL.XXXXXX")
 SERVER_PID=""
+REPLICA_PID=""
 cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$SERVER_PID" "$REPLICA_PID"; do
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -24,8 +24,14 @@
 #   the cell workload is skipped with a line saying so. The summary gives each
 #   command's whole-server instructions per call as a ratio to INCR and to
 #   redis-cell's CL.THROTTLE, measured in the same run.
+# Setups (PROFILE_SETUPS, default "plain"; "plain aof replica" for all three):
+#   plain    no AOF, no replica (the module then skips building the replication
+#            command, which the server would drop: see README "Guarantees")
+#   aof      --appendonly yes --appendfsync everysec
+#   replica  a replica (not profiled, same module) attached and in sync first
+#   Ratios compare commands within one setup.
 # Environment: PROFILE_N (default 200000), PROFILE_WORKLOADS (default
-#   "tokenbucket incr"), PROFILE_MODULE (default target/release/libredis_ratelimit.so),
+#   "tokenbucket cell incr"), PROFILE_MODULE (default target/release/libredis_ratelimit.so),
 #   PROFILE_KEEP=dir (keep the callgrind.out.* files there), BENCH_BUILD=0
 #   (skip cargo build).
 # Function names in the module come from its symbol table (release builds keep
@@ -41,6 +47,10 @@ ROOT=$PWD
 N=${PROFILE_N:-200000}
 WORKLOADS=${PROFILE_WORKLOADS:-tokenbucket cell incr}
 CELL_SO=${REDIS_CELL_SO:-}
+SETUPS=${PROFILE_SETUPS:-plain}
+for setup in $SETUPS; do
+    case "$setup" in plain | aof | replica) ;; *) die "unknown setup '$setup' (plain aof replica)" ;; esac
+done
 MODULE=${PROFILE_MODULE:-$ROOT/target/release/libredis_ratelimit.so}
 RANGE=100000
 
@@ -121,7 +131,7 @@ top_functions() { # file count calls
 
 SUMMARY=()
 profile_one() {
-    local w=$1 spec label stat handler cmd
+    local w=$1 setup=$2 spec label stat handler cmd
     spec=$(workload "$w")
     IFS='|' read -r label stat handler cmd <<<"$spec"
     local port out ann module=$MODULE loaded=ratelimit
@@ -134,14 +144,19 @@ profile_one() {
         loaded=redis-cell
     fi
     port=$(free_port)
-    out=$WORK/callgrind.out.$w
-    ann=$WORK/annotate.$w
-    : >"$WORK/redis.log"
+    out=$WORK/callgrind.out.$w.$setup
+    ann=$WORK/annotate.$w.$setup
+    local persist=(--appendonly no)
+    [ "$setup" = aof ] && persist=(--appendonly yes --appendfsync everysec)
+    # A directory per run: an AOF one server wrote must not reach the next.
+    local data=$WORK/data.$w.$setup
+    mkdir -p "$data"
     echo "profile: $label: starting redis-server under callgrind on port $port" >&2
     "${SERVER_PIN[@]}" valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$out" --log-file="$WORK/valgrind.$w.log" \
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$WORK" --logfile "$WORK/redis.log" --loadmodule "$module" &
+        redis-server --port "$port" --bind 127.0.0.1 --save '' "${persist[@]}" \
+        --repl-diskless-sync-delay 0 \
+        --dir "$data" --logfile "$data/redis.log" --loadmodule "$module" &
     SERVER_PID=$!
     local i ready=0
     for i in $(seq 300); do
@@ -152,8 +167,23 @@ profile_one() {
         fi
         sleep 0.2
     done
-    [ "$ready" = 1 ] || die "redis-server under valgrind did not start; $(tail -3 "$WORK/valgrind.$w.log" "$WORK/redis.log" 2>/dev/null)"
+    [ "$ready" = 1 ] || die "redis-server under valgrind did not start; $(tail -3 "$WORK/valgrind.$w.log" "$data/redis.log" 2>/dev/null)"
     redis-cli -p "$port" module list | grep -q "$loaded" || die "module $loaded not loaded"
+    local rport=""
+    if [ "$setup" = replica ]; then
+        rport=$(free_port)
+        mkdir -p "$data/replica"
+        redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$data/replica" --logfile "$data/replica/redis.log" --loadmodule "$module" \
+            --replicaof 127.0.0.1 "$port" &
+        REPLICA_PID=$!
+        for i in $(seq 300); do
+            redis-cli -p "$rport" info replication 2>/dev/null | grep -q master_link_status:up && break
+            sleep 0.2
+        done
+        redis-cli -p "$rport" info replication | grep -q master_link_status:up ||
+            die "replica did not sync; $(tail -3 "$data/replica/redis.log")"
+    fi
 
     local args
     read -ra args <<<"$cmd"
@@ -181,6 +211,15 @@ profile_one() {
     calls=$(sed -nE 's/.*[:,]calls=([0-9]+).*/\1/p' <<<"$line")
     [ -n "$calls" ] && [ "$calls" -ge "$N" ] || die "$label: expected $N calls, commandstats says: ${line:-nothing}"
     grep -q 'failed_calls=0' <<<"$line" || die "$label: failed calls: $line"
+    if [ -n "$rport" ]; then
+        # The replica got every write (and the module agrees on both sides).
+        local acked
+        acked=$(redis-cli -p "$port" wait 1 10000 | tr -d '\r')
+        [ "$acked" = 1 ] || die "$label: the replica did not acknowledge the run"
+        redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
+        wait "$REPLICA_PID" 2>/dev/null || true
+        REPLICA_PID=""
+    fi
     redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
@@ -190,11 +229,11 @@ profile_one() {
         die "callgrind_annotate failed on $out"
     callgrind_annotate --threshold=100 "$out" >"$ann.self" 2>/dev/null || true
     echo
-    echo "=== $label: callgrind_annotate --inclusive=yes: top 40 functions, $calls calls ==="
+    echo "=== $label ($setup): callgrind_annotate --inclusive=yes: top 40 functions, $calls calls ==="
     printf "%14s %7s %9s  %s\n" "Ir" "%" "Ir/call" "function [object]"
     top_functions "$ann" 40 "$calls"
     echo
-    echo "=== $label: callgrind_annotate (self cost): top 20 functions ==="
+    echo "=== $label ($setup): callgrind_annotate (self cost): top 20 functions ==="
     printf "%14s %7s %9s  %s\n" "Ir" "%" "Ir/call" "function [object]"
     top_functions "$ann.self" 20 "$calls"
 
@@ -203,35 +242,42 @@ profile_one() {
     pc=$(incl_ir "$ann" processCommand)
     call=$(incl_ir "$ann" call)
     hd=$(incl_ir "$ann" "$handler")
-    SUMMARY+=("$label|$calls|$total|$pc|$call|$hd|$handler|$w")
+    SUMMARY+=("$label|$calls|$total|$pc|$call|$hd|$handler|$w|$setup")
     if [ -n "${PROFILE_KEEP:-}" ]; then
         mkdir -p "$PROFILE_KEEP"
         cp "$out" "$PROFILE_KEEP/"
     fi
 }
 
-for w in $WORKLOADS; do profile_one "$w"; done
+for setup in $SETUPS; do
+    for w in $WORKLOADS; do profile_one "$w" "$setup"; done
+done
 
 per() { awk -v a="$1" -v n="$2" 'BEGIN { if (a != "" && n > 0) printf "%.0f", a / n; else print "-" }'; }
 echo
 echo "=== instructions (Ir) per call, collection limited to the redis-benchmark run ==="
 echo
-# Whole-server Ir per call of the yardsticks, for the ratio columns.
-INCR_PER="" CELL_PER=""
-for row in "${SUMMARY[@]}"; do
-    IFS='|' read -r label calls total pc call hd handler w <<<"$row"
-    [ "$w" = incr ] && INCR_PER=$(per "$total" "$calls")
-    [ "$w" = cell ] && CELL_PER=$(per "$total" "$calls")
-done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b != "" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
-echo "| command | calls | whole server Ir/call | × INCR | × redis-cell | processCommand Ir/call | call() Ir/call | handler Ir/call | handler |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-for row in "${SUMMARY[@]}"; do
-    IFS='|' read -r label calls total pc call hd handler w <<<"$row"
-    whole=$(per "$total" "$calls")
-    echo "| $label | $calls | $whole | $(ratio "$whole" "$INCR_PER") | $(ratio "$whole" "$CELL_PER") | $(per "$pc" "$calls") | $(per "$call" "$calls") | $(per "$hd" "$calls") | \`$handler\` |"
+echo "| setup | command | calls | whole server Ir/call | × INCR | × redis-cell | processCommand Ir/call | call() Ir/call | handler Ir/call | handler |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+CELL_SEEN=""
+for setup in $SETUPS; do
+    # Whole-server Ir per call of the yardsticks in this setup, for the ratios.
+    INCR_PER="" CELL_PER=""
+    for row in "${SUMMARY[@]}"; do
+        IFS='|' read -r label calls total pc call hd handler w s <<<"$row"
+        [ "$s" = "$setup" ] || continue
+        [ "$w" = incr ] && INCR_PER=$(per "$total" "$calls")
+        [ "$w" = cell ] && CELL_PER=$(per "$total" "$calls") && CELL_SEEN=1
+    done
+    for row in "${SUMMARY[@]}"; do
+        IFS='|' read -r label calls total pc call hd handler w s <<<"$row"
+        [ "$s" = "$setup" ] || continue
+        whole=$(per "$total" "$calls")
+        echo "| $setup | $label | $calls | $whole | $(ratio "$whole" "$INCR_PER") | $(ratio "$whole" "$CELL_PER") | $(per "$pc" "$calls") | $(per "$call" "$calls") | $(per "$hd" "$calls") | \`$handler\` |"
+    done
 done
-[ -n "$CELL_PER" ] || echo "(no redis-cell column: REDIS_CELL_SO not set or the cell workload not run)"
+[ -n "$CELL_SEEN" ] || echo "(no redis-cell column: REDIS_CELL_SO not set or the cell workload not run)"
 echo
 echo "whole server = everything the server ran while redis-benchmark ran (event loop, reads, parsing, replies, expiry cron);"
 echo "processCommand = lookup, checks and call(); call() = the command plus stats and propagation; handler = the command itself."

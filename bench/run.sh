@@ -368,6 +368,9 @@ run_memory() {
     mem floor "$k10" 1 "$floor"
     mem floor "$k100" 1 "$floor"
     mem "RL.TOKENBUCKET" "$k1" 1 "RL.TOKENBUCKET {k} 1000 0.01 1"
+    # A second call a few ms later refills a fraction of a milli-token at
+    # 0.01/s: the level no longer fits the 8-byte form (the 16-byte one).
+    mem "RL.TOKENBUCKET, refilled to a fraction" "$k1" 2 "RL.TOKENBUCKET {k} 1000 0.01 1"
     mem "RL.FIXEDWINDOW" "$k1" 1 "RL.FIXEDWINDOW {k} 1000 1000000 1"
     on_cell mem "redis-cell CL.THROTTLE (peer)" "$k1" 1 "CL.THROTTLE {k} 999 1 100 1"
     mem "RL.SLIDING APPROX" "$k1" 1 "RL.SLIDING {k} 1000 3600 1 APPROX"

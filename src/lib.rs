@@ -24,10 +24,83 @@ pub mod redis;
 // allocator aborts outside a server.
 #[cfg(all(feature = "module", not(test)))]
 mod registration {
-    use redis_module::configuration::ConfigurationFlags;
-    use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+    use std::ffi::{c_int, CStr};
 
-    use crate::redis::{command, config, datatype::RATELIMIT_TYPE, info};
+    use redis_module::configuration::ConfigurationFlags;
+    use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+
+    use crate::redis::command::{self, Argv, RawString};
+    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, propagation};
+
+    /// A command callback over the server's own argument vector: the
+    /// wrapper's `commands` list would first copy every argument into an
+    /// owned `Vec<RedisString>` (a retain and a release per argument).
+    macro_rules! raw_command {
+        ($handler:path) => {{
+            unsafe extern "C" fn call(
+                ctx: *mut raw::RedisModuleCtx,
+                argv: *mut RawString,
+                argc: c_int,
+            ) -> c_int {
+                let context = Context::new(ctx);
+                // SAFETY: the server's argument vector for this call, used
+                // only during it.
+                let args = unsafe { Argv::from_raw(argv, argc) };
+                context.reply($handler(&context, args)) as c_int
+            }
+            let call: raw::RedisModuleCmdFunc = Some(call);
+            call
+        }};
+    }
+
+    /// The commands every caller runs, registered like the `commands` list
+    /// does (same flags, keys and ACL category), but over [`raw_command!`].
+    const HOT: [(&CStr, raw::RedisModuleCmdFunc); 5] = [
+        (c"RL.TOKENBUCKET", raw_command!(command::token_bucket)),
+        (c"RL.FIXEDWINDOW", raw_command!(command::fixed_window)),
+        (c"RL.SLIDING", raw_command!(command::sliding)),
+        (c"RL.LIMITS", raw_command!(command::limits)),
+        (c"CL.THROTTLE", raw_command!(command::throttle)),
+    ];
+
+    fn register(ctx: &Context, name: &CStr, call: raw::RedisModuleCmdFunc) -> Status {
+        let fail = |what: &str| {
+            ctx.log_warning(&format!("ratelimit: could not {what} {name:?}"));
+            Status::Err
+        };
+        // SAFETY: called from the module's OnLoad with its context; the
+        // strings are 'static.
+        unsafe {
+            let Some(create) = raw::RedisModule_CreateCommand else {
+                return fail("create");
+            };
+            let created = create(
+                ctx.ctx,
+                name.as_ptr(),
+                call,
+                c"write deny-oom fast".as_ptr(),
+                1,
+                1,
+                1,
+            );
+            if created != raw::REDISMODULE_OK as c_int {
+                return fail("create");
+            }
+            // ACL categories exist from Redis 7.2 (and in Valkey); 7.0
+            // derives them from the flags.
+            if let (Some(set_acl), Some(get)) = (
+                raw::RedisModule_SetCommandACLCategories,
+                raw::RedisModule_GetCommand,
+            ) {
+                let cmd = get(ctx.ctx, name.as_ptr());
+                if cmd.is_null() || set_acl(cmd, c"write".as_ptr()) != raw::REDISMODULE_OK as c_int
+                {
+                    return fail("set the ACL category of");
+                }
+            }
+        }
+        Status::Ok
+    }
 
     fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         // Handle truncated payloads ourselves (an error, not an abort), and
@@ -36,7 +109,12 @@ mod registration {
             redis_module::ModuleOptions::HANDLE_IO_ERRORS
                 | redis_module::ModuleOptions::NO_IMPLICIT_SIGNAL_MODIFIED,
         );
-        Status::Ok
+        for (name, call) in HOT {
+            if register(ctx, name, call) == Status::Err {
+                return Status::Err;
+            }
+        }
+        propagation::init(ctx)
     }
 
     fn add_info(ctx: &InfoContext, for_crash_report: bool) {
@@ -51,11 +129,7 @@ mod registration {
         init: init,
         info: add_info,
         commands: [
-            ["RL.TOKENBUCKET", command::token_bucket, "write deny-oom fast", 1, 1, 1, "", "write"],
-            ["RL.FIXEDWINDOW", command::fixed_window, "write deny-oom fast", 1, 1, 1, "", "write"],
-            ["RL.SLIDING", command::sliding, "write deny-oom fast", 1, 1, 1, "", "write"],
-            ["RL.LIMITS", command::limits, "write deny-oom fast", 1, 1, 1, "", "write"],
-            ["CL.THROTTLE", command::throttle, "write deny-oom fast", 1, 1, 1, "", "write"],
+            // The commands callers run are registered in `init` (HOT).
             ["RL.SETSTATE", command::set_state, "write", 1, 1, 1, "", "write"],
             ["RL.EXACTADD", command::exact_add, "write", 1, 1, 1, "", "write"],
         ],

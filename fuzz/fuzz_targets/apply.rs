@@ -18,6 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::packed::{self, Packed};
 use redis_ratelimit::limiter::sliding_window::ExactDelta;
 use redis_ratelimit::limiter::state::HORIZON_MS;
 use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
@@ -137,6 +138,14 @@ fuzz_target!(|data: &[u8]| {
                 Ok(&next),
                 "stored state does not survive RDB: {bytes:02x?}"
             );
+            // The in-memory small forms give back exactly the state.
+            match packed::pack(&next) {
+                Some(Packed::Word(w)) => assert_eq!(packed::unpack_word(w).as_ref(), Some(&next)),
+                Some(Packed::Pair(kind, p)) => {
+                    assert_eq!(packed::unpack_pair(kind, p).as_ref(), Some(&next))
+                }
+                None => {}
+            }
             stored = Some(next);
         }
     }

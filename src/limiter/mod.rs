@@ -8,8 +8,10 @@
 pub mod decision;
 pub mod fixed_window;
 pub mod limits;
+pub mod packed;
 pub mod sliding_window;
 pub mod state;
+pub mod thin;
 pub mod token_bucket;
 
 pub use decision::{Decision, Outcome, Retry};

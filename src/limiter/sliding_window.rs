@@ -16,26 +16,27 @@ use super::decision::{sat_u64, Decision, Outcome, Retry};
 use super::quota::WindowQuota;
 use super::quota::MAX_COUNT;
 use super::state::{read_varint, write_varint, DecodeError, Sink, HORIZON_MS};
+use super::thin::ThinBytes;
+use std::ptr::NonNull;
 
 /// A compact log of `(time_ms, count)` entries, oldest first, times strictly
 /// increasing and counts above zero.
 ///
-/// One allocation holds a 20-byte summary (newest time, total count, offset
-/// of the newest entry; little endian) and the packed entries, so a call
+/// One allocation (a thin pointer: a key's value can hold it directly) holds
+/// a 24-byte summary (newest time, total count, offset of the newest entry,
+/// entry count; little endian) and the packed entries, so a call
 /// needs neither a full walk nor a re-encode: it walks only the entries that
 /// left the window (each does so once), copies the rest as bytes and writes
 /// the new entry.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ExactLog {
     /// summary, then varint(first time) varint(count), varint(delta)
-    /// varint(count) ...; empty for an empty log.
-    bytes: Box<[u8]>,
-    /// Number of entries.
-    len: u32,
+    /// varint(count) ...; `None` for an empty log.
+    bytes: Option<ThinBytes>,
 }
 
 /// Bytes of the summary before the packed entries.
-const SUMMARY: usize = 20;
+const SUMMARY: usize = 24;
 
 impl ExactLog {
     pub fn from_entries(entries: &[(u64, u64)]) -> Self {
@@ -46,22 +47,37 @@ impl ExactLog {
         out.finish()
     }
 
+    fn all_bytes(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
+    fn summary_u32(&self, at: usize) -> u32 {
+        self.all_bytes()
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.entry_count() as usize
+    }
+
+    fn entry_count(&self) -> u32 {
+        self.summary_u32(20)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.bytes.is_none()
     }
 
     /// The packed entries (stored as they are in RDB and replication payloads).
     pub fn packed(&self) -> &[u8] {
-        self.bytes.get(SUMMARY..).unwrap_or_default()
+        self.all_bytes().get(SUMMARY..).unwrap_or_default()
     }
 
     fn summary_u64(&self, at: usize) -> u64 {
-        self.bytes
+        self.all_bytes()
             .get(at..at + 8)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_le_bytes)
@@ -69,7 +85,7 @@ impl ExactLog {
 
     /// The newest entry's time (`None`: an empty log).
     pub fn newest(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.summary_u64(0))
+        (!self.is_empty()).then(|| self.summary_u64(0))
     }
 
     /// The units of every entry.
@@ -79,10 +95,7 @@ impl ExactLog {
 
     /// Where the newest entry starts in [`Self::packed`].
     fn newest_offset(&self) -> usize {
-        self.bytes
-            .get(16..SUMMARY)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b| u32::from_le_bytes(b) as usize)
+        self.summary_u32(16) as usize
     }
 
     /// Checks and adopts packed bytes: well-formed varints, increasing times
@@ -124,7 +137,23 @@ impl ExactLog {
 
     /// Heap bytes held, for `MEMORY USAGE`.
     pub fn heap_size(&self) -> usize {
-        self.bytes.len()
+        self.bytes.as_ref().map_or(0, ThinBytes::allocated)
+    }
+
+    /// The log's one allocation, given up (`None`: an empty log, which has
+    /// none); see [`ExactLog::from_raw`].
+    pub fn into_raw(self) -> Option<NonNull<u8>> {
+        self.bytes.map(ThinBytes::into_raw)
+    }
+
+    /// # Safety
+    /// `ptr` must come from [`ExactLog::into_raw`] and be taken back once
+    /// (or, wrapped in `ManuallyDrop`, only borrowed while it lives).
+    pub unsafe fn from_raw(ptr: NonNull<u8>) -> Self {
+        // SAFETY: the contract above.
+        ExactLog {
+            bytes: Some(unsafe { ThinBytes::from_raw(ptr) }),
+        }
     }
 }
 
@@ -185,12 +214,15 @@ impl LogWriter {
         if self.len == 0 {
             return ExactLog::default();
         }
-        let mut bytes = self.out.into_boxed();
+        let Some(mut bytes) = ThinBytes::copy_of(self.out.as_slice()) else {
+            std::alloc::handle_alloc_error(std::alloc::Layout::new::<[u8; SUMMARY]>());
+        };
         let newest_at = u32::try_from(self.newest_at).unwrap_or(u32::MAX);
         let summary = [
             &self.newest.to_le_bytes()[..],
             &self.total.to_le_bytes()[..],
             &newest_at.to_le_bytes()[..],
+            &self.len.to_le_bytes()[..],
         ];
         let mut at = 0;
         for part in summary {
@@ -199,10 +231,7 @@ impl LogWriter {
             }
             at += part.len();
         }
-        ExactLog {
-            bytes,
-            len: self.len,
-        }
+        ExactLog { bytes: Some(bytes) }
     }
 }
 
@@ -458,7 +487,7 @@ fn append(
     };
     let packed = log.packed();
     let newest = log.newest().unwrap_or(f.ts);
-    let kept = log.len.saturating_sub(gone.entries);
+    let kept = log.entry_count().saturating_sub(gone.entries);
     if kept <= 1 {
         // The first kept entry is the newest.
         if f.ts == t {
@@ -602,11 +631,11 @@ impl Scratch {
         }
     }
 
-    fn into_boxed(self) -> Box<[u8]> {
+    fn as_slice(&self) -> &[u8] {
         if self.heap.is_empty() {
-            Box::from(self.stack.get(..self.len).unwrap_or_default())
+            self.stack.get(..self.len).unwrap_or_default()
         } else {
-            self.heap.into_boxed_slice()
+            &self.heap
         }
     }
 }

@@ -7,7 +7,7 @@ use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisStr
 
 use super::args::{self, Call};
 use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
-use super::{clock, config, info};
+use super::{clock, config, info, propagation};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
 use crate::limiter::sliding_window::ExactDelta;
 use crate::limiter::state::Kind;
@@ -16,6 +16,34 @@ use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, Sta
 /// Keys never live longer than this (~1,115 years), whatever a quota says,
 /// so absolute expiry times cannot overflow.
 const MAX_TTL_MS: u64 = 1 << 45;
+
+/// A server string argument (a key or a word), borrowed from the call.
+pub type RawString = *mut raw::RedisModuleString;
+
+/// A command's arguments as the server passed them: borrowed, never copied
+/// (the hot commands are registered with `RedisModule_CreateCommand`
+/// directly, without the wrapper's owned `Vec<RedisString>`).
+#[derive(Clone, Copy)]
+pub struct Argv<'a>(&'a [RawString]);
+
+impl<'a> Argv<'a> {
+    /// # Safety
+    /// `argv` and `argc` must be what the server passed to a command
+    /// callback; the view must not outlive that call.
+    pub unsafe fn from_raw(argv: *mut RawString, argc: std::ffi::c_int) -> Self {
+        let len = usize::try_from(argc).unwrap_or(0);
+        if argv.is_null() || len == 0 {
+            return Argv(&[]);
+        }
+        // SAFETY: the server's argv holds argc live strings (contract).
+        Argv(unsafe { std::slice::from_raw_parts(argv, len) })
+    }
+}
+
+/// The bytes of a server string argument.
+fn bytes<'a>(s: RawString) -> &'a [u8] {
+    RedisString::string_as_slice(s)
+}
 
 /// How a command shapes its reply.
 #[derive(Clone, Copy)]
@@ -27,40 +55,28 @@ enum Shape {
 }
 
 /// `RL.TOKENBUCKET key capacity rate cost`
-pub fn token_bucket(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(
-        ctx,
-        &argv,
-        args::token_bucket,
-        &info::TOKENBUCKET,
-        Shape::Rl,
-    )
+pub fn token_bucket(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::token_bucket, &info::TOKENBUCKET, Shape::Rl)
 }
 
 /// `RL.FIXEDWINDOW key limit window cost`
-pub fn fixed_window(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(
-        ctx,
-        &argv,
-        args::fixed_window,
-        &info::FIXEDWINDOW,
-        Shape::Rl,
-    )
+pub fn fixed_window(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::fixed_window, &info::FIXEDWINDOW, Shape::Rl)
 }
 
 /// `RL.SLIDING key limit window cost [EXACT|APPROX]`
-pub fn sliding(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::sliding, &info::SLIDING, Shape::Rl)
+pub fn sliding(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::sliding, &info::SLIDING, Shape::Rl)
 }
 
 /// `CL.THROTTLE key max_burst count period [quantity]`
-pub fn throttle(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    run(ctx, &argv, args::throttle, &info::THROTTLE, Shape::Cell)
+pub fn throttle(ctx: &Context, argv: Argv) -> RedisResult {
+    run(ctx, argv, args::throttle, &info::THROTTLE, Shape::Cell)
 }
 
 fn run(
     ctx: &Context,
-    argv: &[RedisString],
+    argv: Argv,
     parse: fn(&[&[u8]]) -> Result<Call, String>,
     counters: &info::Counters,
     shape: Shape,
@@ -68,13 +84,13 @@ fn run(
     // No command takes more than four arguments after the key; a fifth slot
     // lets the parser see "too many" without allocating.
     let mut slots: [&[u8]; 5] = [&[]; 5];
-    let (key, rest) = match argv {
-        [_, key, rest @ ..] => (Some(key), rest),
+    let (key, rest) = match argv.0 {
+        [_, key, rest @ ..] => (Some(*key), rest),
         _ => (None, &[][..]),
     };
     let n = rest.len().min(slots.len());
-    for (slot, arg) in slots.iter_mut().zip(rest) {
-        *slot = arg.as_slice();
+    for (slot, &arg) in slots.iter_mut().zip(rest) {
+        *slot = bytes(arg);
     }
     let call = parse(slots.get(..n).unwrap_or(&slots)).map_err(RedisError::String)?;
     // parse() only succeeds with the right arity, which includes the key.
@@ -96,10 +112,11 @@ fn run(
             .map(|tat| State::TokenBucket(token_bucket::from_cell_tat(tat, &q, now))),
         _ => None,
     };
-    let stored = match &from_cell {
-        Some(s) => Some(s),
-        None => lk.state()?.map(|s| &*s),
+    let held = match from_cell {
+        Some(_) => None,
+        None => lk.state()?,
     };
+    let stored = from_cell.as_ref().or(held.as_deref());
     let outcome =
         limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
@@ -125,8 +142,8 @@ fn run(
 }
 
 /// `RL.LIMITS key cost spec [spec ...]`
-pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let [_, key, rest @ ..] = argv.as_slice() else {
+pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
+    let [_, key, rest @ ..] = argv.0 else {
         return Err(RedisError::String(args::arity_error(
             rl_grammar::USAGE_LIMITS,
         )));
@@ -137,13 +154,13 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let mut slots: [&[u8]; MOST_WORDS] = [&[]; MOST_WORDS];
     let heap: Vec<&[u8]>;
     let words: &[&[u8]] = if rest.len() <= MOST_WORDS {
-        for (slot, arg) in slots.iter_mut().zip(rest) {
-            *slot = arg.as_slice();
+        for (slot, &arg) in slots.iter_mut().zip(rest) {
+            *slot = bytes(arg);
         }
         slots.get(..rest.len()).unwrap_or_default()
     } else {
         // Too long to be valid: the parser says why.
-        heap = rest.iter().map(RedisString::as_slice).collect();
+        heap = rest.iter().map(|&arg| bytes(arg)).collect();
         &heap
     };
     let (cost, specs) = rl_grammar::parse_limits_borrowed(words).map_err(RedisError::String)?;
@@ -163,10 +180,12 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
 
     let now = clock::now_ms();
+    let key = *key;
     let mut lk = LimiterKey::open(ctx, key);
-    let stored = match lk.state()? {
+    let held = lk.state()?;
+    let stored = match held.as_deref() {
         None => None,
-        Some(State::Limits(s)) => Some(&*s),
+        Some(State::Limits(s)) => Some(s),
         Some(other) => {
             let e = ApplyError::WrongKind {
                 stored: other.kind(),
@@ -193,7 +212,7 @@ pub fn limits(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 fn commit(
     ctx: &Context,
     lk: &mut LimiterKey,
-    key: &RedisString,
+    key: RawString,
     state: State,
     now: u64,
     reset_after_ms: u64,
@@ -201,18 +220,31 @@ fn commit(
 ) -> Result<(), RedisError> {
     let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
     let at = now.saturating_add(ttl);
-    let payload = delta.is_none().then(|| state.encoded());
-    lk.store(state)?;
-    lk.expire_at(at, ttl);
-    match (payload, delta) {
-        (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
-        (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
-        (None, None) => {}
+    if !propagation::needed() {
+        lk.store(state)?;
+        lk.expire_at(at, ttl);
+        // Nothing can receive the result (see `propagation`); this only
+        // counts the change for the `save` rules.
+        // SAFETY: the command's context.
+        unsafe {
+            if let Some(verbatim) = raw::RedisModule_ReplicateVerbatim {
+                verbatim(ctx.ctx);
+            }
+        }
+    } else {
+        let payload = delta.is_none().then(|| state.encoded());
+        lk.store(state)?;
+        lk.expire_at(at, ttl);
+        match (payload, delta) {
+            (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
+            (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
+            (None, None) => {}
+        }
     }
     // SAFETY: ctx and key are valid for this command.
     unsafe {
         if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-            signal(ctx.ctx, key.inner);
+            signal(ctx.ctx, key);
         }
     }
     Ok(())
@@ -234,7 +266,7 @@ fn apply_error(e: ApplyError, called: Kind) -> RedisError {
 
 /// Sends replicas and the AOF the result, with an absolute expiry, so they
 /// never recompute with their own clock.
-fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
+fn replicate(ctx: &Context, key: RawString, payload: &[u8], at_ms: u64) {
     // SAFETY: "sbl" = RedisModuleString, (pointer, length) buffer, long long;
     // all arguments outlive the call, which copies them.
     unsafe {
@@ -243,7 +275,7 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
                 ctx.ctx,
                 SETSTATE.as_ptr(),
                 c"sbl".as_ptr(),
-                key.inner,
+                key,
                 payload.as_ptr().cast::<c_char>(),
                 payload.len(),
                 i64::try_from(at_ms).unwrap_or(i64::MAX),
@@ -253,7 +285,7 @@ fn replicate(ctx: &Context, key: &RedisString, payload: &[u8], at_ms: u64) {
 }
 
 /// Sends replicas and the AOF a grant on an `EXACT` log as a delta.
-fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms: u64) {
+fn replicate_exact_delta(ctx: &Context, key: RawString, d: &ExactDelta, at_ms: u64) {
     // SAFETY: "sllllll" = a RedisModuleString and six long longs; the key
     // outlives the call, which copies its arguments.
     unsafe {
@@ -262,7 +294,7 @@ fn replicate_exact_delta(ctx: &Context, key: &RedisString, d: &ExactDelta, at_ms
                 ctx.ctx,
                 EXACTADD.as_ptr(),
                 c"sllllll".as_ptr(),
-                key.inner,
+                key,
                 to_i64(d.keep_from),
                 to_i64(d.ts),
                 to_i64(d.units),
@@ -291,9 +323,8 @@ fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
 
 /// Replies with named integers: a map under RESP3, an array under RESP2
 /// (`extra` more elements follow, written by the caller).
-fn reply_fields(ctx: &Context, fields: &[(&CStr, i64)], extra: usize) {
+fn reply_fields(ctx: &Context, resp3: bool, fields: &[(&CStr, i64)], extra: usize) {
     let c = ctx.ctx;
-    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
     if resp3 {
         raw::reply_with_map(c, (fields.len() + extra) as _);
     } else {
@@ -307,9 +338,13 @@ fn reply_fields(ctx: &Context, fields: &[(&CStr, i64)], extra: usize) {
     }
 }
 
+fn is_resp3(ctx: &Context) -> bool {
+    ctx.get_flags().contains(ContextFlags::FLAGS_RESP3)
+}
+
 fn reply(ctx: &Context, d: &Decision, shape: Shape) {
     match shape {
-        Shape::Rl => reply_fields(ctx, &fields(d), 0),
+        Shape::Rl => reply_fields(ctx, is_resp3(ctx), &fields(d), 0),
         Shape::Cell => {
             let secs = |ms: u64| to_i64(ms.div_ceil(1000));
             let retry = match d.retry {
@@ -334,8 +369,9 @@ fn reply(ctx: &Context, d: &Decision, shape: Shape) {
 /// `limits` (one five-field reply per limit, in the call's order).
 fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
     let c = ctx.ctx;
-    let resp3 = ctx.get_flags().contains(ContextFlags::FLAGS_RESP3);
-    reply_fields(ctx, &fields(&out.summary()), 2);
+    // Read once: the context flags cost more than a reply field.
+    let resp3 = is_resp3(ctx);
+    reply_fields(ctx, resp3, &fields(&out.summary()), 2);
     if resp3 {
         raw::reply_with_simple_string(c, c"binding".as_ptr());
     }
@@ -345,7 +381,7 @@ fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
     }
     raw::reply_with_array(c, out.decisions.len() as _);
     for d in &out.decisions {
-        reply_fields(ctx, &fields(d), 0);
+        reply_fields(ctx, resp3, &fields(d), 0);
     }
 }
 
@@ -379,7 +415,7 @@ pub fn set_state(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         ),
         None => None,
     };
-    let mut lk = LimiterKey::open(ctx, key);
+    let mut lk = LimiterKey::open(ctx, key.inner);
     lk.replace(state)?;
     if let Some(at_ms) = at_ms {
         let ttl = at_ms.saturating_sub(clock::now_ms());
@@ -428,8 +464,8 @@ pub fn exact_add(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         len,
         total,
     };
-    let mut lk = LimiterKey::open(ctx, key);
-    let next = match lk.state()? {
+    let mut lk = LimiterKey::open(ctx, key.inner);
+    let next = match lk.state()?.as_deref() {
         Some(State::SlidingExact(log)) => delta
             .apply(log)
             .map_err(|e| RedisError::String(format!("ERR RL.EXACTADD: {e}")))?,

@@ -1,14 +1,16 @@
 //! The `ratelimit` data type: one limiter's state per key.
 //!
-//! The value is a `Box<State>`. RDB holds one string: the versioned encoding
+//! The value is a state in its smallest in-memory form (`super::value`).
+//! RDB holds one string: the versioned encoding
 //! of `crate::limiter::state`. The AOF rewrite emits `RL.SETSTATE key
 //! payload` (Redis adds the `PEXPIREAT` itself).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 
-use redis_module::{native_types::RedisType, raw, Context, RedisError, RedisString};
+use redis_module::{native_types::RedisType, raw, Context, RedisError};
 
+use super::value::{self, Held};
 use crate::limiter::State;
 
 /// Redis-level encoding version of the type. Payloads also carry their own
@@ -62,7 +64,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
         return ptr::null_mut();
     };
     match State::decode(buf.as_ref()) {
-        Ok(state) => Box::into_raw(Box::new(state)).cast(),
+        Ok(state) => value::into_value(state),
         Err(e) => {
             raw::redis_log(ptr::null_mut(), &format!("ratelimit: {e}"));
             ptr::null_mut()
@@ -70,14 +72,15 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     }
 }
 
-/// Borrows the state behind a value pointer Redis hands back to us.
+/// Reads the state behind a value pointer Redis hands back to us.
 ///
 /// # Safety
-/// `value` must be a pointer this module produced with `Box::into_raw` of a
-/// `State` and not yet freed: Redis only ever passes back values of this type.
-unsafe fn state<'a>(value: *const c_void) -> Option<&'a State> {
+/// `value` must be a pointer this module produced with `value::into_value`
+/// and not yet freed: Redis only ever passes back values of this type, and
+/// holds no other reference to it during a callback.
+unsafe fn state<'a>(value: *const c_void) -> Option<Held<'a>> {
     // SAFETY: see the function's contract.
-    unsafe { value.cast::<State>().as_ref() }
+    unsafe { value::held(value.cast_mut()) }
 }
 
 unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
@@ -116,7 +119,7 @@ unsafe extern "C" fn aof_rewrite(
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
     // SAFETY: Redis passes a value of this type.
-    unsafe { state(value) }.map_or(0, |s| std::mem::size_of::<State>() + s.heap_size())
+    unsafe { value::heap_bytes(value.cast_mut()) }
 }
 
 unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
@@ -140,10 +143,8 @@ unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
 }
 
 unsafe extern "C" fn free(value: *mut c_void) {
-    if !value.is_null() {
-        // SAFETY: the value came from Box::into_raw and is freed once.
-        drop(unsafe { Box::from_raw(value.cast::<State>()) });
-    }
+    // SAFETY: the value came from value::into_value and is freed once.
+    unsafe { value::free(value) }
 }
 
 unsafe extern "C" fn copy(
@@ -153,7 +154,7 @@ unsafe extern "C" fn copy(
 ) -> *mut c_void {
     // SAFETY: Redis passes a value of this type.
     match unsafe { state(value) } {
-        Some(s) => Box::into_raw(Box::new(s.clone())).cast(),
+        Some(s) => value::into_value(State::clone(&s)),
         None => ptr::null_mut(),
     }
 }
@@ -164,18 +165,25 @@ pub struct LimiterKey {
 }
 
 impl LimiterKey {
-    pub fn open(ctx: &Context, name: &RedisString) -> Self {
-        let key = raw::open_key(
-            ctx.ctx,
-            name.inner,
-            raw::KeyMode::READ | raw::KeyMode::WRITE,
-        );
+    pub fn open(ctx: &Context, name: *mut raw::RedisModuleString) -> Self {
+        let key = raw::open_key(ctx.ctx, name, raw::KeyMode::READ | raw::KeyMode::WRITE);
         Self { key }
     }
 
     /// The state the key holds; `None` when the key does not exist;
     /// `WRONGTYPE` when it holds another Redis type.
-    pub fn state(&mut self) -> Result<Option<&mut State>, RedisError> {
+    pub fn state(&mut self) -> Result<Option<Held<'_>>, RedisError> {
+        match self.value()? {
+            // SAFETY: a value of our type, borrowed for as long as `self`
+            // (and so the key) is, and only through this borrow.
+            Some(v) => Ok(unsafe { value::held(v) }),
+            None => Ok(None),
+        }
+    }
+
+    /// The key's value pointer; `None` when the key does not exist;
+    /// `WRONGTYPE` when it holds another Redis type.
+    fn value(&self) -> Result<Option<*mut c_void>, RedisError> {
         // SAFETY: `self.key` is an open key for the life of `self`.
         unsafe {
             let (Some(key_type), Some(get_type), Some(get_value)) = (
@@ -193,7 +201,7 @@ impl LimiterKey {
             {
                 return Err(RedisError::WrongType);
             }
-            Ok(get_value(self.key).cast::<State>().as_mut())
+            Ok(Some(get_value(self.key)))
         }
     }
 
@@ -222,21 +230,49 @@ impl LimiterKey {
         }
     }
 
-    /// Stores `state`: in place when the key holds a limiter (keeps the
-    /// allocation), else as a new value.
+    /// Stores `state`: in place when the key's value keeps its form (no
+    /// allocation), else as a new value that replaces the old one (keeping
+    /// the key's TTL).
     pub fn store(&mut self, state: State) -> Result<(), RedisError> {
-        match self.state()? {
-            Some(slot) => {
-                *slot = state;
-                Ok(())
-            }
-            None => self.replace(state),
+        let Some(old) = self.value()? else {
+            return self.replace(state);
+        };
+        // SAFETY: a value of our type; no reference into it is alive (this
+        // takes `&mut self`, which every borrow of the state holds).
+        let Err(state) = (unsafe { value::overwrite(old, state) }) else {
+            return Ok(());
+        };
+        let new = value::into_value(state);
+        let mut replaced: *mut c_void = ptr::null_mut();
+        // SAFETY: the key is open for writing and holds a value of our type;
+        // on success Redis owns `new` and hands back the old value, which is
+        // ours to free.
+        let status = unsafe {
+            raw::RedisModule_ModuleTypeReplaceValue.map_or(
+                raw::REDISMODULE_ERR as c_int,
+                |replace| {
+                    replace(
+                        self.key,
+                        *RATELIMIT_TYPE.raw_type.borrow(),
+                        new,
+                        &mut replaced,
+                    )
+                },
+            )
+        };
+        if status != raw::REDISMODULE_OK as c_int {
+            // SAFETY: Redis did not take the value; reclaim it.
+            unsafe { value::free(new) };
+            return Err(RedisError::Str("ERR could not store the limiter state"));
         }
+        // SAFETY: the old value, no longer referenced by Redis.
+        unsafe { value::free(replaced) };
+        Ok(())
     }
 
-    /// Stores `state` whatever the key held before.
+    /// Stores `state` whatever the key held before (its TTL is dropped).
     pub fn replace(&mut self, state: State) -> Result<(), RedisError> {
-        let value = Box::into_raw(Box::new(state)).cast::<c_void>();
+        let value = value::into_value(state);
         // SAFETY: the key is open for writing; on success Redis owns `value`
         // and frees it through `free`.
         let status = unsafe {
@@ -246,7 +282,7 @@ impl LimiterKey {
         };
         if status != raw::REDISMODULE_OK as c_int {
             // SAFETY: Redis did not take the value; reclaim it.
-            drop(unsafe { Box::from_raw(value.cast::<State>()) });
+            unsafe { value::free(value) };
             return Err(RedisError::Str("ERR could not store the limiter state"));
         }
         Ok(())

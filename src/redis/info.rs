@@ -55,4 +55,9 @@ pub fn add_info(ctx: &InfoContext, _for_crash_report: bool) {
             raw::add_info_field_unsigned_long_long(ctx.ctx, &name, value.load(Ordering::Relaxed));
         }
     }
+    raw::add_info_field_unsigned_long_long(
+        ctx.ctx,
+        "results_replicated",
+        super::propagation::info_value(),
+    );
 }

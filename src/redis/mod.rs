@@ -9,3 +9,5 @@ pub mod command;
 pub mod config;
 pub mod datatype;
 pub mod info;
+pub mod propagation;
+pub mod value;

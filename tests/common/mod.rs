@@ -327,6 +327,12 @@ impl Server {
         self.boot(Some(port));
     }
 
+    /// Restarts (as [`Server::restart`]) with other extra options.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     /// Starts a replica of this server and waits until it is in sync.
     pub fn replica(&self) -> Server {
         let r = Server::start_with(
