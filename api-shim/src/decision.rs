@@ -11,7 +11,8 @@
 //! - `RateLimit: "burst";r=0;t=1, "day";r=412;t=30612` — every limit, `r` the
 //!   units left, `t` the seconds until that limit is back to its full quota
 //!   (a delta, never a timestamp, rounded up);
-//! - `X-RateLimit-Limit/Remaining/Reset` and `Retry-After` for the binding limit.
+//! - `X-RateLimit-Limit/Remaining/Reset` and `Retry-After` for the binding limit;
+//!   `X-RateLimit-Reset` is a Unix time in seconds by default ([`ResetField`]).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rl_grammar::{Quota, RATE_SCALE};
@@ -19,6 +20,38 @@ use sfv::{Integer, KeyRef, ListSerializer, StringRef};
 
 use crate::backend::{LimitsReply, Reply};
 use crate::config::{LimitCall, MAX_HEADER_INT};
+
+/// How `X-RateLimit-Reset` is written (`http.x_ratelimit_reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetStyle {
+    /// The Unix time in seconds at which the binding limit is full again
+    /// (GitHub's API and the seed systems), rounded up.
+    #[default]
+    Unix,
+    /// Seconds from now, rounded up.
+    Delta,
+}
+
+/// `X-RateLimit-Reset` for one answer: the style with the clock reading it
+/// needs (time is an argument; the handler reads the clock once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetField {
+    Unix { now_ms: u64 },
+    Delta,
+}
+
+impl ResetField {
+    /// The field's value for a limit that is full again in `reset_after_ms`.
+    pub fn value(self, reset_after_ms: i64) -> i64 {
+        match self {
+            ResetField::Delta => ceil_secs(reset_after_ms),
+            ResetField::Unix { now_ms } => {
+                let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+                ceil_secs(now.saturating_add(reset_after_ms.max(0)))
+            }
+        }
+    }
+}
 
 /// One limit as evaluated.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,8 +231,9 @@ impl Decision {
         }
     }
 
-    /// The rate-limit header fields of this decision.
-    pub fn headers(&self) -> HeaderMap {
+    /// The rate-limit header fields of this decision. The IETF `t` is always
+    /// a delta; `X-RateLimit-Reset` follows `reset`.
+    pub fn headers(&self, reset: ResetField) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
             RATELIMIT_POLICY,
@@ -221,7 +255,10 @@ impl Decision {
             let digits = |v: i64| value(i64::from(sf_non_negative(v)).to_string());
             h.insert(X_RATELIMIT_LIMIT, digits(b.reply.limit));
             h.insert(X_RATELIMIT_REMAINING, digits(b.reply.remaining));
-            h.insert(X_RATELIMIT_RESET, digits(ceil_secs(b.reply.reset_after_ms)));
+            h.insert(
+                X_RATELIMIT_RESET,
+                digits(reset.value(b.reply.reset_after_ms)),
+            );
         }
         if let Some(secs) = self.retry_after_secs() {
             h.insert(
@@ -292,7 +329,7 @@ mod tests {
                 item("day", true, 2, 0, 86_000_000),
             ],
         );
-        let h = d.headers();
+        let h = d.headers(ResetField::Delta);
         assert_eq!(
             header(&h, "ratelimit-policy"),
             "\"second\";q=100;w=60, \"day\";q=100;w=60"
@@ -321,7 +358,7 @@ mod tests {
         );
         assert_eq!(d.violated(), ["second", "minute"]);
         assert_eq!(d.shadow_denials().count(), 1);
-        let h = d.headers();
+        let h = d.headers(ResetField::Delta);
         assert_eq!(header(&h, "retry-after"), "21");
         assert_eq!(header(&h, "x-ratelimit-reset"), "60");
     }
@@ -353,7 +390,7 @@ mod tests {
         );
         let mut i = item("x", true, i64::MAX, 0, i64::MAX);
         i.reply.limit = i64::MAX;
-        let h = decision(true, 0, vec![i]).headers();
+        let h = decision(true, 0, vec![i]).headers(ResetField::Delta);
         assert_eq!(
             header(&h, "ratelimit"),
             "\"x\";r=999999999999999;t=999999999999999"
@@ -363,6 +400,25 @@ mod tests {
         let q = window(1, 1_000);
         let h = policy_header([("a\"b", &q)]);
         assert_eq!(h.to_str().ok(), Some(r#""a\"b";q=1;w=1"#));
+    }
+
+    /// `X-RateLimit-Reset` is a Unix time by default, rounded up; the IETF
+    /// `t` stays a delta either way.
+    #[test]
+    fn reset_is_a_unix_time_unless_delta_is_asked_for() {
+        let d = decision(true, 0, vec![item("a", true, 1, 0, 2_500)]);
+        let now_ms = 1_700_000_000_250;
+        let h = d.headers(ResetField::Unix { now_ms });
+        // 1_700_000_000.25 s + 2.5 s = 1_700_000_002.75 -> 1_700_000_003.
+        assert_eq!(header(&h, "x-ratelimit-reset"), "1700000003");
+        assert_eq!(header(&h, "ratelimit"), "\"a\";r=1;t=3");
+        let h = d.headers(ResetField::Delta);
+        assert_eq!(header(&h, "x-ratelimit-reset"), "3");
+        assert_eq!(header(&h, "ratelimit"), "\"a\";r=1;t=3");
+        // A full limit resets "now"; a huge reset saturates instead of wrapping.
+        assert_eq!(ResetField::Unix { now_ms: 1_000 }.value(0), 1);
+        assert_eq!(ResetField::Unix { now_ms: 1_000 }.value(-5), 1);
+        assert!(ResetField::Unix { now_ms: u64::MAX }.value(i64::MAX) > 0);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Resolution<'c> {
 pub struct Facts<'a> {
     pub peer: IpAddr,
     pub headers: &'a HeaderMap,
+    /// The value of the policy's `identity_query` parameter, if sent.
+    pub query: Option<&'a str>,
 }
 
 /// Resolves policy, identity and tier. Pure: no Redis, no clock.
@@ -37,6 +39,12 @@ pub struct Facts<'a> {
 ///   gains nothing.
 /// - `identity_kind = "user"`: every value is its own identity in the default
 ///   tier, believed only from `trusted_proxies` peers; otherwise the address.
+///
+/// The value comes from `identity_header` or `identity_query` (never both).
+/// Callers counted by their address get `anonymous_tier`. With
+/// `require_identity`, a request without a believed value is a 400 (checked
+/// before `reject_unknown_keys`, whose 401 is for keys that are there but
+/// unknown).
 pub fn resolve<'c>(
     cfg: &'c Config,
     policy: &str,
@@ -46,12 +54,25 @@ pub fn resolve<'c>(
         .policies
         .get(policy)
         .ok_or_else(|| ApiError::NotFound(format!("unknown policy `{policy}`")))?;
-    let value = policy
-        .identity_header
-        .as_ref()
-        .and_then(|h| facts.headers.get(h))
-        .map(|v| v.as_bytes())
-        .filter(|v| !v.is_empty());
+    let value = match (&policy.identity_header, &policy.identity_query) {
+        (Some(h), _) => facts.headers.get(h).map(|v| v.as_bytes()),
+        (None, Some(_)) => facts.query.map(str::as_bytes),
+        (None, None) => None,
+    }
+    .filter(|v| !v.is_empty());
+    // A user id from an untrusted peer is not an identity: anyone could send
+    // a fresh one per request (or someone else's).
+    let untrusted_user = policy.identity_kind == IdentityKind::User && !cfg.is_trusted(&facts.peer);
+    if policy.require_identity && (value.is_none() || untrusted_user) {
+        let source = policy.identity_source().unwrap_or_default();
+        return Err(ApiError::BadRequest(if value.is_some() {
+            format!(
+                "this policy requires an identity in {source}; a user id is accepted only through a trusted proxy"
+            )
+        } else {
+            format!("this policy requires an identity in {source}")
+        }));
+    }
     let by_address = || {
         format!(
             "ip:{}",
@@ -69,16 +90,16 @@ pub fn resolve<'c>(
                 None if policy.reject_unknown_keys => {
                     return Err(ApiError::Unauthorized("unknown API key".to_owned()))
                 }
-                None => (by_address(), policy.default_tier.as_str()),
+                None => (by_address(), policy.anonymous_tier.as_str()),
             }
         }
         (IdentityKind::ApiKey, None) if policy.reject_unknown_keys => {
             return Err(ApiError::Unauthorized("an API key is required".to_owned()))
         }
-        (IdentityKind::User, Some(v)) if cfg.is_trusted(&facts.peer) => {
+        (IdentityKind::User, Some(v)) if !untrusted_user => {
             (format!("u:{}", hashed(v)), policy.default_tier.as_str())
         }
-        _ => (by_address(), policy.default_tier.as_str()),
+        _ => (by_address(), policy.anonymous_tier.as_str()),
     };
     let tier = policy
         .tiers

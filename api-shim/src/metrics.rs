@@ -7,8 +7,12 @@ use prometheus::{
 /// Counters and latency histograms of one shim process.
 pub struct Metrics {
     registry: Registry,
-    /// Decisions by endpoint (`raw`, `check`, `auth`) and outcome
-    /// (`allowed`, `denied`, `fail_open`, or an error label).
+    /// Decisions by endpoint (`raw`, `check`, `auth`, `status`), outcome
+    /// (`allowed`, `denied`, `fail_open`, `read`, or an error label), and
+    /// policy, tier and mode. Policy and tier names come from configuration
+    /// (never from the request, never an identity), the mode is one of two:
+    /// bounded cardinality. Raw endpoints and requests refused before a
+    /// policy was found have empty policy, tier and mode.
     pub decisions: IntCounterVec,
     /// Redis round-trip latency by operation, including failures.
     pub redis_seconds: HistogramVec,
@@ -25,9 +29,9 @@ impl Metrics {
         let decisions = IntCounterVec::new(
             Opts::new(
                 "shim_decisions_total",
-                "Rate-limit decisions by endpoint and outcome",
+                "Rate-limit decisions by endpoint, outcome, policy, tier and mode",
             ),
-            &["endpoint", "outcome"],
+            &["endpoint", "outcome", "policy", "tier", "mode"],
         )?;
         let redis_seconds = HistogramVec::new(
             HistogramOpts::new("shim_redis_seconds", "Redis round-trip time by operation").buckets(
@@ -64,8 +68,10 @@ impl Metrics {
         })
     }
 
-    pub fn decision(&self, endpoint: &str, outcome: &str) {
-        self.decisions.with_label_values(&[endpoint, outcome]).inc();
+    pub fn decision(&self, endpoint: &str, outcome: &str, policy: &str, tier: &str, mode: &str) {
+        self.decisions
+            .with_label_values(&[endpoint, outcome, policy, tier, mode])
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -29,8 +29,8 @@ use tokio::sync::RwLock;
 use rl_grammar::Quota;
 
 use crate::backend::{
-    classify_server_error, single_command, Backend, BackendError, LimitsReply, Readiness, Reply,
-    SystemMode,
+    changed_at_key, classify_server_error, single_command, Backend, BackendError, LimitsReply,
+    ModeChange, Readiness, Reply, SystemMode,
 };
 use crate::config::{Config, LimitCall, RedisAuth, RedisTarget};
 use crate::sentinel::SentinelMaster;
@@ -368,10 +368,32 @@ impl Backend for RedisBackend {
         })
     }
 
-    async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError> {
+    async fn set_mode(&self, mode: SystemMode, now_ms: u64) -> Result<ModeChange, BackendError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(&self.mode_key).arg(mode.as_str());
-        self.exec(&cmd).await.map(|_| ())
+        cmd.arg(&self.mode_key).arg(mode.as_str()).arg("GET");
+        let previous = as_text(&self.exec(&cmd).await?)
+            .map_or(SystemMode::Normal, |s| SystemMode::parse_lenient(&s));
+        let changed_at_ms = if previous == mode {
+            self.mode_changed_at().await?
+        } else {
+            // A second key (not a hash at the mode key) keeps the mode key a
+            // plain string, as operators and older shims read and write it.
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(changed_at_key(&self.mode_key)).arg(now_ms);
+            self.exec(&cmd).await?;
+            Some(now_ms)
+        };
+        Ok(ModeChange {
+            previous,
+            changed_at_ms,
+        })
+    }
+
+    async fn mode_changed_at(&self) -> Result<Option<u64>, BackendError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(changed_at_key(&self.mode_key));
+        let v = self.exec(&cmd).await?;
+        Ok(as_text(&v).and_then(|s| s.parse::<u64>().ok()))
     }
 
     async fn exact_max_log(&self) -> Result<Option<u64>, BackendError> {

@@ -141,7 +141,16 @@ async fn allowed_raw_call_carries_all_rate_limit_headers() {
     assert_eq!(r.h("ratelimit"), Some("\"tokenbucket\";r=1;t=60"));
     assert_eq!(r.h("x-ratelimit-limit"), Some("2"));
     assert_eq!(r.h("x-ratelimit-remaining"), Some("1"));
-    assert_eq!(r.h("x-ratelimit-reset"), Some("60"));
+    // X-RateLimit-Reset: a Unix time by default, 60 s from now.
+    let reset: u64 = r
+        .h("x-ratelimit-reset")
+        .and_then(|v| v.parse().ok())
+        .expect("Unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!((now + 59..=now + 61).contains(&reset), "{reset} vs {now}");
     assert_eq!(r.h("retry-after"), None);
     assert_eq!(r.json["allowed"], true);
     assert_eq!(r.json["remaining"], 1);
@@ -768,13 +777,13 @@ async fn auth_endpoint_speaks_nginx_auth_request() {
     let m = t.call("GET", "/metrics", &[], PEER).await;
     assert!(
         m.text
-            .contains("shim_decisions_total{endpoint=\"auth\",outcome=\"allowed\"} 2"),
+            .contains("shim_decisions_total{endpoint=\"auth\",mode=\"NORMAL\",outcome=\"allowed\",policy=\"api\",tier=\"free\"} 2"),
         "{}",
         m.text
     );
     assert!(m
         .text
-        .contains("shim_decisions_total{endpoint=\"auth\",outcome=\"denied\"} 1"));
+        .contains("shim_decisions_total{endpoint=\"auth\",mode=\"NORMAL\",outcome=\"denied\",policy=\"api\",tier=\"free\"} 1"));
 }
 
 #[tokio::test]
@@ -789,13 +798,13 @@ async fn operations_endpoints() {
     assert_eq!(m.status, StatusCode::OK);
     assert!(
         m.text
-            .contains("shim_decisions_total{endpoint=\"check\",outcome=\"allowed\"} 1"),
+            .contains("shim_decisions_total{endpoint=\"check\",mode=\"NORMAL\",outcome=\"allowed\",policy=\"api\",tier=\"free\"} 1"),
         "{}",
         m.text
     );
     assert!(m.text.contains("shim_redis_seconds_bucket"));
     let r = t
-        .call("GET", "/v1/tokenbucket/k?capacity=1&rate=1", &[], PEER)
+        .call("DELETE", "/v1/tokenbucket/k?capacity=1&rate=1", &[], PEER)
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.h("content-type"), Some("application/problem+json"));

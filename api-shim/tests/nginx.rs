@@ -421,3 +421,157 @@ fn readme_nginx_section_works_as_written() {
     // The stop block stopped Redis.
     assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err());
 }
+
+const USER_ID_CONFIG: &str = r#"
+[identity]
+trusted_proxies = ["127.0.0.1"]
+[policies.api]
+identity_header = "user_id"
+identity_kind = "user"
+default_tier = "member"
+require_identity = true
+[policies.api.tiers.member]
+limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.01 }]
+[redis]
+timeout_ms = 10000
+"#;
+
+/// The seeds identify users by a `user_id` header. Through the rendered Nginx
+/// template (`underscores_in_headers on`), two users behind one address get
+/// separate buckets, on the auth_request path, on GET decisions and on the
+/// status read; without the header (require_identity) Nginx answers 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_user_id_so_users_behind_one_address_get_separate_buckets() {
+    bounded(120, async {
+        let redis = RedisProc::start();
+        let shim = ShimProc::start(&redis.url(), USER_ID_CONFIG);
+        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind app");
+        let app_addr = app_listener.local_addr().expect("app addr");
+        let app = axum::Router::new().route("/api/hello", get(|| async { "hello from app" }));
+        tokio::spawn(async move {
+            let _ = axum::serve(app_listener, app).await;
+        });
+        let dir = TempDir::new("nginx-user-id");
+        let port = free_port();
+        let conf = render(
+            &dir.0,
+            &format!("127.0.0.1:{port}"),
+            &app_addr.to_string(),
+            &[shim.port],
+        );
+        let nginx = NginxProc::start(&dir.0, &conf);
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/ratelimit/health");
+        tokio::task::spawn_blocking(move || wait_http(&health))
+            .await
+            .expect("nginx up");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let hello = format!("{base}/api/hello");
+        let call = |user: Option<&'static str>| {
+            let mut req = http.get(&hello);
+            if let Some(u) = user {
+                req = req.header("user_id", u);
+            }
+            req.send()
+        };
+        // alice spends her two units, then is limited...
+        for want in ["1", "0"] {
+            let r = call(Some("alice")).await.expect("send");
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "nginx log: {}",
+                nginx.error_log()
+            );
+            assert_eq!(header(&r, "x-ratelimit-remaining"), Some(want));
+        }
+        let r = call(Some("alice")).await.expect("send");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        // ...while bob, from the same address, has his own bucket.
+        let r = call(Some("bob")).await.expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "bob is not alice");
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+        // Without the header: require_identity's 400, through auth_request.
+        let r = call(None).await.expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        let keys = redis.cmd(&["KEYS", "rl:{api:*"]).expect("KEYS");
+        assert_eq!(keys.matches("rl:{api:u:").count(), 2, "{keys}");
+        assert!(!keys.contains(":ip:"), "{keys}");
+
+        // The public decision (GET) and status read see the same buckets.
+        let r = http
+            .get(format!("{base}/ratelimit/v1/status/api"))
+            .header("user_id", "bob")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("1"));
+        let r = http
+            .get(format!("{base}/ratelimit/v1/check/api"))
+            .header("user_id", "bob")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+        let r = http
+            .get(format!("{base}/ratelimit/v1/status/api"))
+            .header("user_id", "alice")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "a status read is never 429");
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+
+        // The interactive docs work under the /ratelimit/ prefix: the
+        // relative redirect and asset links keep it.
+        let r = http
+            .get(format!("{base}/ratelimit/docs"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "nginx log: {}",
+            nginx.error_log()
+        );
+        assert_eq!(r.url().path(), "/ratelimit/docs/");
+        assert!(r
+            .text()
+            .await
+            .expect("html")
+            .contains("swagger-ui-bundle.js"));
+        for asset in [
+            "docs/swagger-ui-bundle.js",
+            "docs/swagger-initializer.js",
+            "openapi.json",
+        ] {
+            let r = http
+                .get(format!("{base}/ratelimit/{asset}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        }
+        drop(nginx);
+    })
+    .await;
+}

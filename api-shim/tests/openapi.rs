@@ -41,7 +41,10 @@ limits = [{ name = "burst", algorithm = "tokenbucket", capacity = 100, rate = 1 
 
 /// Is `method path` routed? A 405 (or the fallback's 404 problem) says no.
 async fn routed(state: &AppState, method: &str, path: &str) -> bool {
-    let uri = path.replace("{key}", "k").replace("{policy}", "api");
+    let uri = path
+        .replace("{key}", "k")
+        .replace("{policy}", "api")
+        .replace("{file}", "index.html");
     let req = Request::builder()
         .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("method"))
         .uri(uri)

@@ -463,7 +463,7 @@ const SHIM_ACL: [&str; 15] = [
     "+rl.tokenbucket",
     "+rl.fixedwindow",
     "+rl.sliding",
-    "(~ratelimit:shim:mode +get +set)",
+    "(~ratelimit:shim:mode ~ratelimit:shim:mode:changed_at +get +set)",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use rl_grammar::Quota;
 
 use super::{
-    limits_args, single_command, Backend, BackendError, LimitsReply, Readiness, Reply, SystemMode,
+    limits_args, single_command, Backend, BackendError, LimitsReply, ModeChange, Readiness, Reply,
+    SystemMode,
 };
 use crate::config::LimitCall;
 
@@ -30,6 +31,8 @@ pub struct Sent {
 pub struct FakeBackend {
     used: Mutex<HashMap<(String, String), u64>>,
     mode: Mutex<SystemMode>,
+    /// When the mode last changed (Unix ms; 0: never).
+    changed_at: AtomicU64,
     down: AtomicBool,
     hang: AtomicBool,
     max_log: AtomicU64,
@@ -221,15 +224,26 @@ impl Backend for FakeBackend {
             .map_err(|_| BackendError::Protocol("poisoned".into()))
     }
 
-    async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError> {
+    async fn set_mode(&self, mode: SystemMode, now_ms: u64) -> Result<ModeChange, BackendError> {
         self.enter("SET", "mode", vec![mode.as_str().to_owned()])
             .await?;
         let mut m = self
             .mode
             .lock()
             .map_err(|_| BackendError::Protocol("poisoned".into()))?;
-        *m = mode;
-        Ok(())
+        let previous = std::mem::replace(&mut *m, mode);
+        if previous != mode {
+            self.changed_at.store(now_ms, Ordering::SeqCst);
+        }
+        Ok(ModeChange {
+            previous,
+            changed_at_ms: Some(self.changed_at.load(Ordering::SeqCst)).filter(|t| *t != 0),
+        })
+    }
+
+    async fn mode_changed_at(&self) -> Result<Option<u64>, BackendError> {
+        self.enter("GET", "mode:changed_at", vec![]).await?;
+        Ok(Some(self.changed_at.load(Ordering::SeqCst)).filter(|t| *t != 0))
     }
 
     async fn readiness(&self) -> Result<Readiness, BackendError> {

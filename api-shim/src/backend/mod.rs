@@ -78,6 +78,22 @@ impl SystemMode {
     }
 }
 
+/// What a mode change found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeChange {
+    /// The mode stored before (a missing key counts as NORMAL).
+    pub previous: SystemMode,
+    /// When the mode last changed (Unix ms): `now_ms` if this call changed
+    /// it, else the stored time (`None` if it never changed through a shim).
+    pub changed_at_ms: Option<u64>,
+}
+
+/// The key holding when the mode last changed (Unix ms), beside the mode key,
+/// which keeps holding the bare `NORMAL`/`DEGRADED` as before.
+pub fn changed_at_key(mode_key: &str) -> String {
+    format!("{mode_key}:changed_at")
+}
+
 /// Readiness facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
@@ -131,8 +147,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError>;
     /// Reads the shared system mode; a missing key means NORMAL.
     async fn get_mode(&self) -> Result<SystemMode, BackendError>;
-    /// Stores the shared system mode.
-    async fn set_mode(&self, mode: SystemMode) -> Result<(), BackendError>;
+    /// Stores the shared system mode (`SET … GET`, so the previous value is
+    /// read in the same command) and, when it changed, `now_ms` as the time
+    /// of the change.
+    async fn set_mode(&self, mode: SystemMode, now_ms: u64) -> Result<ModeChange, BackendError>;
+    /// When the mode last changed through a shim (Unix ms), if ever.
+    async fn mode_changed_at(&self) -> Result<Option<u64>, BackendError>;
     /// PING plus `MODULE LIST`.
     async fn readiness(&self) -> Result<Readiness, BackendError>;
     /// `CONFIG GET ratelimit.exact-max-log`; `None` when not permitted or absent.

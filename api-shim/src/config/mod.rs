@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use validated::{
-    Config, IdentityKind, LimitCall, Policy, RedisAuth, RedisTarget, Tier, MAX_HEADER_INT,
+    Config, DecisionLog, IdentityKind, LimitCall, Policy, RedisAuth, RedisTarget, Tier,
+    MAX_HEADER_INT,
 };
 
 /// A configuration error; the message names the field.

@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     #[serde(default)]
+    pub observability: RawObservability,
+    #[serde(default)]
     pub api_keys: BTreeMap<String, String>,
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
@@ -38,6 +40,15 @@ pub struct RawConfig {
 pub struct RawHttp {
     /// A client must send a request's whole header within this (ms).
     pub header_read_timeout_ms: Option<u64>,
+    /// `X-RateLimit-Reset`: `unix` (default) or `delta`.
+    pub x_ratelimit_reset: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservability {
+    /// One log line per decision at this level: `info` (default), `debug`, `off`.
+    pub decision_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +114,13 @@ pub struct RawPolicy {
     pub default_tier: String,
     #[serde(default)]
     pub reject_unknown_keys: bool,
+    /// The identity from this query parameter instead of a header.
+    pub identity_query: Option<String>,
+    /// A request without an identity is refused (400).
+    #[serde(default)]
+    pub require_identity: bool,
+    /// The tier of callers counted by their address (default: default_tier).
+    pub anonymous_tier: Option<String>,
     pub tiers: BTreeMap<String, RawTier>,
 }
 

@@ -390,3 +390,86 @@ fn rediss_is_accepted_and_tls_settings_are_checked() {
     ))
     .contains("redis.tls_ca_file: /nonexistent/ca.pem: cannot read"));
 }
+
+/// Identity rules (issue #15): identity_query, require_identity and
+/// anonymous_tier are checked at start-up, each error naming its field.
+#[test]
+fn identity_rules_are_validated_at_start_up() {
+    let base = |policy_extra: &str, top: &str| {
+        format!(
+            "{top}\n[policies.api]\ndefault_tier = \"free\"\n{policy_extra}\n[policies.api.tiers.free]\nlimits = [{{ name = \"s\", algorithm = \"tokenbucket\", capacity = 5, rate = 5 }}]\n[policies.api.tiers.anon]\nlimits = [{{ name = \"s\", algorithm = \"tokenbucket\", capacity = 1, rate = 1 }}]\n"
+        )
+    };
+    let trusted = "[identity]\ntrusted_proxies = [\"127.0.0.1\"]";
+    let ok = Config::from_toml(
+        &base(
+            "identity_query = \"user_id\"\nidentity_kind = \"user\"\nanonymous_tier = \"anon\"",
+            trusted,
+        ),
+        no_env,
+    )
+    .expect("valid");
+    let p = &cfg_policy(&ok);
+    assert_eq!(p.identity_query.as_deref(), Some("user_id"));
+    assert_eq!(p.anonymous_tier, "anon");
+    assert!(!p.require_identity);
+    // Without anonymous_tier, address-based callers get the default tier.
+    let ok = Config::from_toml(&base("", ""), no_env).expect("valid");
+    assert_eq!(cfg_policy(&ok).anonymous_tier, "free");
+
+    for (extra, top, want) in [
+        (
+            "anonymous_tier = \"gold\"",
+            "",
+            "policies.api.anonymous_tier `gold` is not one of its tiers",
+        ),
+        (
+            "identity_query = \"user_id\"\nidentity_header = \"X-API-Key\"",
+            "",
+            "policies.api: set one of identity_header and identity_query, not both",
+        ),
+        (
+            "identity_query = \"cost\"",
+            "",
+            "policies.api.identity_query must be",
+        ),
+        (
+            "identity_query = \"user id\"",
+            "",
+            "policies.api.identity_query must be",
+        ),
+        (
+            "require_identity = true",
+            "",
+            "policies.api.require_identity needs identity_header or identity_query",
+        ),
+        (
+            "identity_kind = \"user\"",
+            trusted,
+            "policies.api.identity_kind = \"user\" needs identity_header or identity_query",
+        ),
+        (
+            "identity_query = \"user_id\"\nidentity_kind = \"user\"",
+            "",
+            "needs identity.trusted_proxies",
+        ),
+        (
+            "identity_query = \"k\"\nreject_unknown_keys = true\nanonymous_tier = \"anon\"",
+            "",
+            "anonymous_tier never applies with reject_unknown_keys",
+        ),
+        (
+            "identity_query = \"user_id\"\nidentity_kind = \"user\"\nrequire_identity = true\nanonymous_tier = \"anon\"",
+            trusted,
+            "anonymous_tier never applies with require_identity",
+        ),
+        ("require_identity = \"yes\"", "", "invalid type"),
+    ] {
+        let e = error_of(&base(extra, top));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+}
+
+fn cfg_policy(cfg: &Config) -> Policy {
+    cfg.policies["api"].clone()
+}

@@ -16,6 +16,7 @@ use rl_grammar::{LimitSpec, Quota, QuotaError, TokenBucketQuota, WindowQuota};
 use super::raw::{Number, RawConfig, RawLimit, RawTier};
 use super::ConfigError;
 use crate::backend::SystemMode;
+use crate::decision::ResetStyle;
 
 /// Largest integer a structured header field can carry (RFC 9651: 15 digits).
 /// Counts above it could not be reported in `RateLimit-Policy`, so they are
@@ -50,7 +51,15 @@ impl std::fmt::Debug for RedisAuth {
     }
 }
 
-/// What the identity header (or, later, query parameter) holds.
+/// The level of the one log line per decision (`observability.decision_log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLog {
+    Off,
+    Debug,
+    Info,
+}
+
+/// What the identity header (or query parameter) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
     /// An API key looked up in `[api_keys]`; unknown keys count as the client
@@ -121,7 +130,25 @@ pub struct Policy {
     pub identity_kind: IdentityKind,
     pub default_tier: String,
     pub reject_unknown_keys: bool,
+    /// Identity query parameter (exclusive with `identity_header`).
+    pub identity_query: Option<String>,
+    /// A request without a believed identity is a 400.
+    pub require_identity: bool,
+    /// The tier of callers counted by their address (`anonymous_tier`, else
+    /// `default_tier`).
+    pub anonymous_tier: String,
     pub tiers: HashMap<String, Tier>,
+}
+
+impl Policy {
+    /// Where the identity comes from, for messages: "header `X-API-Key`".
+    pub fn identity_source(&self) -> Option<String> {
+        match (&self.identity_header, &self.identity_query) {
+            (Some(h), _) => Some(format!("header `{h}`")),
+            (None, Some(q)) => Some(format!("query parameter `{q}`")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -143,6 +170,10 @@ pub struct Config {
     pub mode_cache: Duration,
     pub mode_key: String,
     pub header_read_timeout: Duration,
+    /// How `X-RateLimit-Reset` is written (`http.x_ratelimit_reset`).
+    pub x_ratelimit_reset: ResetStyle,
+    /// Level of the per-decision log line (`observability.decision_log`).
+    pub decision_log: DecisionLog,
     /// `None`: only SIGHUP reloads.
     pub reload_interval: Option<Duration>,
     pub raw_enabled: bool,
@@ -515,9 +546,10 @@ fn check_disjoint(raw_prefix: &str, key_prefix: &str, mode_key: &str) -> Result<
             "raw.key_prefix `{raw_prefix}` overlaps the policy keys (`{policy_space}…`): choose a prefix neither starts the other"
         ));
     }
-    if mode_key.starts_with(raw_prefix) {
+    let changed_at = crate::backend::changed_at_key(mode_key);
+    if mode_key.starts_with(raw_prefix) || changed_at.starts_with(raw_prefix) {
         return err(format!(
-            "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}`"
+            "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}` (or `{changed_at}`)"
         ));
     }
     Ok(())
@@ -664,6 +696,25 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
     if !(10..=120_000).contains(&header_ms) {
         return err("http.header_read_timeout_ms must be between 10 and 120000");
     }
+    let x_ratelimit_reset = match raw.http.x_ratelimit_reset.as_deref() {
+        None | Some("unix") => ResetStyle::Unix,
+        Some("delta") => ResetStyle::Delta,
+        Some(other) => {
+            return err(format!(
+                "http.x_ratelimit_reset must be `unix` or `delta`, got `{other}`"
+            ))
+        }
+    };
+    let decision_log = match raw.observability.decision_log.as_deref() {
+        None | Some("info") => DecisionLog::Info,
+        Some("debug") => DecisionLog::Debug,
+        Some("off") => DecisionLog::Off,
+        Some(other) => {
+            return err(format!(
+                "observability.decision_log must be `info`, `debug` or `off`, got `{other}`"
+            ))
+        }
+    };
     let reload_interval = match raw.reload_interval_ms.unwrap_or(0) {
         0 => None,
         ms if ms < 100 => return err("reload_interval_ms must be 0 (off) or at least 100"),
@@ -708,10 +759,28 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 ))
             }
         };
+        let identity_query = match &rp.identity_query {
+            Some(q) => {
+                if identity_header.is_some() {
+                    return err(format!(
+                        "{path}: set one of identity_header and identity_query, not both"
+                    ));
+                }
+                // `cost` is the decision's own parameter.
+                if !is_name(q) || q == "cost" {
+                    return err(format!(
+                        "{path}.identity_query must be 1-64 characters of [A-Za-z0-9_.-] and not `cost`, got `{q}`"
+                    ));
+                }
+                Some(q.clone())
+            }
+            None => None,
+        };
+        let has_identity = identity_header.is_some() || identity_query.is_some();
         if identity_kind == IdentityKind::User {
-            if identity_header.is_none() {
+            if !has_identity {
                 return err(format!(
-                    "{path}.identity_kind = \"user\" needs identity_header"
+                    "{path}.identity_kind = \"user\" needs identity_header or identity_query"
                 ));
             }
             if trusted_proxies.is_empty() {
@@ -742,11 +811,38 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 rp.default_tier
             ));
         }
-        if rp.reject_unknown_keys && identity_header.is_none() {
+        if rp.reject_unknown_keys && !has_identity {
             return err(format!(
-                "{path}.reject_unknown_keys needs identity_header to be set"
+                "{path}.reject_unknown_keys needs identity_header or identity_query to be set"
             ));
         }
+        if rp.require_identity && !has_identity {
+            return err(format!(
+                "{path}.require_identity needs identity_header or identity_query to be set"
+            ));
+        }
+        let anonymous_tier = match &rp.anonymous_tier {
+            None => rp.default_tier.clone(),
+            Some(t) => {
+                if !tiers.contains_key(t) {
+                    return err(format!(
+                        "{path}.anonymous_tier `{t}` is not one of its tiers"
+                    ));
+                }
+                // A setting that can never apply is a mistake worth hearing about.
+                if rp.reject_unknown_keys {
+                    return err(format!(
+                        "{path}.anonymous_tier never applies with reject_unknown_keys (every caller has a known key)"
+                    ));
+                }
+                if rp.require_identity && identity_kind == IdentityKind::User {
+                    return err(format!(
+                        "{path}.anonymous_tier never applies with require_identity and identity_kind = \"user\" (every caller has a user id)"
+                    ));
+                }
+                t.clone()
+            }
+        };
         policies.insert(
             pname.clone(),
             Policy {
@@ -755,6 +851,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
                 identity_kind,
                 default_tier: rp.default_tier.clone(),
                 reject_unknown_keys: rp.reject_unknown_keys,
+                identity_query,
+                require_identity: rp.require_identity,
+                anonymous_tier,
                 tiers,
             },
         );
@@ -816,6 +915,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path, max_log: u64) -> Result<Config,
         mode_cache: Duration::from_millis(mode_cache_ms),
         mode_key,
         header_read_timeout: Duration::from_millis(header_ms),
+        x_ratelimit_reset,
+        decision_log,
         reload_interval,
         raw_enabled,
         raw_key_prefix,

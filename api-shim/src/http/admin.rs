@@ -44,17 +44,25 @@ fn admin_auth(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /admin/mode` (bearer token): the mode stored in Redis.
+/// `GET /admin/mode` (bearer token): the mode stored in Redis and when it last
+/// changed (`changed_at`, Unix ms, or null).
 pub async fn get_mode(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     admin_auth(&st, &headers)?;
-    let m = within(st.config().redis_timeout, st.backend.get_mode()).await?;
-    Ok(Json(json!({"mode": m.as_str()})).into_response())
+    let (m, at) = within(st.config().redis_timeout, async {
+        Ok((
+            st.backend.get_mode().await?,
+            st.backend.mode_changed_at().await?,
+        ))
+    })
+    .await?;
+    Ok(Json(json!({"mode": m.as_str(), "changed_at": at})).into_response())
 }
 
-/// `PUT|POST /admin/mode` (bearer token), body `{"mode":"NORMAL"|"DEGRADED"}`.
+/// `PUT|POST /admin/mode` (bearer token), body `{"mode":"NORMAL"|"DEGRADED"}`;
+/// answers `previous`, `mode`, `changed` and `changed_at` (Unix ms).
 pub async fn set_mode(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
     admin_auth(&st, req.headers())?;
     let body = to_bytes(req.into_body(), MAX_ADMIN_BODY)
@@ -83,9 +91,25 @@ pub async fn set_mode(State(st): State<AppState>, req: Request) -> Result<Respon
             )))
         }
     };
-    within(st.config().redis_timeout, st.backend.set_mode(mode)).await?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let change = within(st.config().redis_timeout, st.backend.set_mode(mode, now_ms)).await?;
     // This shim switches at once; the others within their cache time.
     st.mode.store(mode);
-    tracing::info!(mode = mode.as_str(), "system mode changed");
-    Ok(Json(json!({"mode": mode.as_str()})).into_response())
+    tracing::info!(
+        previous = change.previous.as_str(),
+        mode = mode.as_str(),
+        "system mode set"
+    );
+    Ok(Json(json!({
+        "previous": change.previous.as_str(),
+        "mode": mode.as_str(),
+        "changed": change.previous != mode,
+        // Unix ms of the last change (this one, or the earlier one when the
+        // mode was already `mode`); null if it never changed through a shim.
+        "changed_at": change.changed_at_ms,
+    }))
+    .into_response())
 }

@@ -12,11 +12,11 @@ use axum::Json;
 use serde_json::json;
 
 use super::params::{path_param, Params, Peer, RawQuery};
-use super::{within, AppState};
+use super::{reset_field, within, AppState, DecisionInfo};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::{Config, LimitCall};
 use crate::decision::{
-    policy_header, Decision, RATELIMIT_POLICY, X_RATELIMIT_DENIED, X_RATELIMIT_ERROR,
+    policy_header, Decision, ResetField, RATELIMIT_POLICY, X_RATELIMIT_DENIED, X_RATELIMIT_ERROR,
     X_RATELIMIT_FAIL_OPEN, X_RATELIMIT_TIER, X_SYSTEM_HEALTH,
 };
 use crate::error::{problem, ApiError, Outcome, QUOTA_EXCEEDED};
@@ -40,8 +40,8 @@ fn limits_json(d: &Decision) -> serde_json::Value {
 }
 
 /// 200 with the decision as JSON, or 429 problem+json (`quota-exceeded`).
-pub fn decision_response(d: &Decision, extra: serde_json::Value) -> Response {
-    let headers = d.headers();
+pub fn decision_response(d: &Decision, reset: ResetField, extra: serde_json::Value) -> Response {
+    let headers = d.headers(reset);
     let Some(b) = d.binding() else {
         return ApiError::Internal("decision without limits".into()).into_response();
     };
@@ -50,6 +50,8 @@ pub fn decision_response(d: &Decision, extra: serde_json::Value) -> Response {
         "limit": b.reply.limit,
         "remaining": b.reply.remaining.max(0),
         "retry_after_ms": if d.allowed { 0 } else { b.reply.retry_after_ms },
+        // Whole seconds, rounded up: the Retry-After value (-1: never).
+        "retry_after": if d.allowed { 0 } else { d.retry_after_secs().unwrap_or(-1) },
         "reset_after_ms": b.reply.reset_after_ms,
         "binding": b.name,
         "limits": limits_json(d),
@@ -85,24 +87,37 @@ pub fn decision_response(d: &Decision, extra: serde_json::Value) -> Response {
 }
 
 /// What a policy request came to.
-enum Verdict {
+pub(super) enum Verdict {
     Decided(Decision),
     /// Redis is down and `fail_open = true`.
     FailOpen,
 }
 
 /// A decided (or failed-open) policy request with the facts its headers need.
-struct Decided<'c> {
-    verdict: Verdict,
-    policy: &'c str,
-    tier: &'c str,
-    mode: SystemMode,
+pub(super) struct Decided<'c> {
+    pub(super) verdict: Verdict,
+    pub(super) policy: &'c str,
+    pub(super) tier: &'c str,
+    pub(super) mode: SystemMode,
     calls: &'c [LimitCall],
+    /// The hashed identity (for the decision log).
+    identity: String,
 }
 
 impl Decided<'_> {
     /// `X-RateLimit-Tier` and `X-System-Health` on every policy decision.
-    fn tag(&self, mut resp: Response) -> Response {
+    pub(super) fn tag(&self, mut resp: Response) -> Response {
+        let binding = match &self.verdict {
+            Verdict::Decided(d) => d.binding().map(|b| b.name.clone()),
+            Verdict::FailOpen => None,
+        };
+        resp.extensions_mut().insert(DecisionInfo {
+            policy: self.policy.to_owned(),
+            tier: self.tier.to_owned(),
+            mode: self.mode.as_str(),
+            binding,
+            identity: self.identity.clone(),
+        });
         if let Ok(v) = HeaderValue::from_str(self.tier) {
             resp.headers_mut().insert(X_RATELIMIT_TIER, v);
         }
@@ -146,23 +161,48 @@ pub fn fail_open<'a>(
     resp
 }
 
+/// What a policy request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A decision: takes `?cost=` (default 1).
+    Decide,
+    /// `GET /v1/status/{policy}`: every limit with cost 0, which the module
+    /// answers without writing anything (SPEC §1).
+    Status,
+}
+
 /// Resolve, read the mode, one `RL.LIMITS`; all Redis work within the budget.
-async fn decide<'c>(
+pub(super) async fn decide<'c>(
     st: &AppState,
     cfg: &'c Config,
     policy: &str,
     peer: Peer,
     headers: &HeaderMap,
     q: RawQuery,
+    purpose: Purpose,
 ) -> Result<Decided<'c>, ApiError> {
-    let p = Params::new(q, &["cost"])?;
-    let cost = p.cost()?;
+    // The policy's identity parameter is the only one besides `cost`.
+    let id_param = cfg
+        .policies
+        .get(policy)
+        .and_then(|p| p.identity_query.as_deref());
+    let mut known = Vec::with_capacity(2);
+    if purpose == Purpose::Decide {
+        known.push("cost");
+    }
+    known.extend(id_param);
+    let p = Params::new(q, &known)?;
+    let cost = match purpose {
+        Purpose::Decide => p.cost()?,
+        Purpose::Status => 0,
+    };
     let r = resolve(
         cfg,
         policy,
         &Facts {
             peer: peer.0,
             headers,
+            query: id_param.and_then(|n| p.get(n)),
         },
     )?;
     let started = std::time::Instant::now();
@@ -210,6 +250,7 @@ async fn decide<'c>(
         tier: &r.tier.name,
         mode,
         calls: r.tier.calls(mode),
+        identity: r.identity,
     })
 }
 
@@ -224,10 +265,11 @@ pub async fn check(
 ) -> Result<Response, ApiError> {
     let cfg = st.config();
     let policy = path_param(policy)?;
-    let d = decide(&st, &cfg, &policy, peer, &headers, q).await?;
+    let d = decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await?;
     Ok(match &d.verdict {
         Verdict::Decided(dec) => d.tag(decision_response(
             dec,
+            reset_field(&cfg),
             json!({"policy": d.policy, "tier": d.tier, "mode": d.mode.as_str()}),
         )),
         Verdict::FailOpen => d.tag(d.fail_open(StatusCode::OK)),
@@ -236,7 +278,7 @@ pub async fn check(
 
 /// `/v1/auth/{policy}` (any method) for Nginx `auth_request`: 204 when
 /// allowed; 403 with `X-RateLimit-Denied: 1` when limited; 403 with
-/// `X-RateLimit-Error: unavailable|error` when the decision failed (Nginx
+/// `X-RateLimit-Error: unavailable|bad_request|error` when the decision failed (Nginx
 /// treats any other status as its own 500, losing the difference); 401 when an
 /// API key is required or unknown (Nginx passes 401 through).
 pub async fn auth(
@@ -248,14 +290,15 @@ pub async fn auth(
 ) -> Result<Response, ApiError> {
     let cfg = st.config();
     let policy = path_param(policy)?;
-    let d = match decide(&st, &cfg, &policy, peer, &headers, q).await {
+    let d = match decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await {
         Ok(d) => d,
         Err(e @ ApiError::Unauthorized(_)) => return Err(e),
         Err(e) => {
-            let marker = if matches!(e, ApiError::Unavailable(_)) {
-                "unavailable"
-            } else {
-                "error"
+            // Nginx turns each marker back into its status (503, 400, 500).
+            let marker = match e {
+                ApiError::Unavailable(_) => "unavailable",
+                ApiError::BadRequest(_) => "bad_request",
+                _ => "error",
             };
             // Keep the error's extensions (outcome, cause) for the edge.
             let mut resp = e.into_response();
@@ -267,7 +310,7 @@ pub async fn auth(
     };
     Ok(match &d.verdict {
         Verdict::Decided(dec) => {
-            let mut h = dec.headers();
+            let mut h = dec.headers(reset_field(&cfg));
             let (status, outcome) = if dec.allowed {
                 (StatusCode::NO_CONTENT, "allowed")
             } else {

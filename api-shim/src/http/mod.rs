@@ -5,17 +5,21 @@
 //! - [`params`]: query-string and path extraction, peer address;
 //! - [`raw`]: `POST /v1/{tokenbucket,fixedwindow,sliding}/{key}`;
 //! - [`check`]: policy decisions (`/v1/check/{policy}`, `/v1/auth/{policy}`);
+//! - [`status`]: `GET /v1/status/{policy}` (the caller's state, nothing consumed);
 //! - [`admin`]: the `/admin/mode` endpoints;
+//! - [`docs`]: `/docs`, Swagger UI compiled into the binary;
 //! - [`ops`]: `/health`, `/ready`, `/metrics`, `/openapi.json`.
 //!
 //! Handlers return `Result<Response, ApiError>` and use `?`.
 
 pub mod admin;
 pub mod check;
+pub mod docs;
 pub mod ops;
 pub mod params;
 pub mod raw;
 pub mod router;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +31,19 @@ use crate::config::{Config, ConfigError, Loader};
 use crate::metrics::Metrics;
 
 pub use router::{app, route_table};
+
+/// What a policy answer was about, for the edge's metrics and decision log.
+/// Every field comes from configuration or is hashed: never a raw API key.
+#[derive(Debug, Clone)]
+pub(crate) struct DecisionInfo {
+    pub policy: String,
+    pub tier: String,
+    pub mode: &'static str,
+    /// The binding limit's configured name (none when failed open).
+    pub binding: Option<String>,
+    /// `k:<hash>`, `u:<hash>` or `ip:<address>` (identity::resolve).
+    pub identity: String,
+}
 
 /// Everything a handler needs; cheap to clone.
 ///
@@ -88,6 +105,21 @@ impl AppState {
                 Err(e)
             }
         }
+    }
+}
+
+/// `X-RateLimit-Reset` for an answer given now: the configured style, with
+/// the one clock reading a Unix time needs.
+pub fn reset_field(cfg: &Config) -> crate::decision::ResetField {
+    use crate::decision::{ResetField, ResetStyle};
+    match cfg.x_ratelimit_reset {
+        ResetStyle::Delta => ResetField::Delta,
+        ResetStyle::Unix => ResetField::Unix {
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        },
     }
 }
 

@@ -18,7 +18,11 @@ pub async fn health() -> Response {
 pub async fn ready(State(st): State<AppState>) -> Result<Response, ApiError> {
     let r = within(st.config().redis_timeout, st.backend.readiness()).await;
     Ok(match r {
-        Ok(r) if r.module_loaded => Json(json!({"status": "ready"})).into_response(),
+        Ok(r) if r.module_loaded => {
+            // The mode this shim applies (its cache, refreshed as decisions do).
+            let mode = st.mode.get(st.backend.as_ref()).await;
+            Json(json!({"status": "ready", "mode": mode.as_str()})).into_response()
+        }
         Ok(_) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "about:blank",

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 
 use super::check::{decision_response, fail_open};
 use super::params::{grammar_error, path_param, Params, RawQuery};
-use super::{within, AppState};
+use super::{reset_field, within, AppState};
 use crate::backend::BackendError;
 use crate::config::validated::{count, quota_err, sliding};
 use crate::decision::Decision;
@@ -162,5 +162,9 @@ async fn raw(
         Err(e) => return Err(e.into()),
     };
     let d = Decision::single(kind.name(), quota, reply);
-    Ok(decision_response(&d, json!({ "key": key })))
+    Ok(decision_response(
+        &d,
+        reset_field(&cfg),
+        json!({ "key": key }),
+    ))
 }

@@ -7,20 +7,33 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post, MethodRouter};
+use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
-use super::{admin, check, ops, raw, AppState};
+use super::{admin, check, docs, ops, raw, status, AppState, DecisionInfo};
+use crate::config::DecisionLog;
 use crate::error::{problem, ApiError, ErrorCause, Outcome};
 
 /// Every route: path and its method router.
 pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
-        ("/v1/tokenbucket/{key}", post(raw::tokenbucket)),
-        ("/v1/fixedwindow/{key}", post(raw::fixedwindow)),
-        ("/v1/sliding/{key}", post(raw::sliding_window)),
-        ("/v1/check/{policy}", post(check::check)),
+        // Decisions answer GET as well as POST: the seed systems' clients
+        // call GET (their limited endpoints are GETs).
+        (
+            "/v1/tokenbucket/{key}",
+            get(raw::tokenbucket).post(raw::tokenbucket),
+        ),
+        (
+            "/v1/fixedwindow/{key}",
+            get(raw::fixedwindow).post(raw::fixedwindow),
+        ),
+        (
+            "/v1/sliding/{key}",
+            get(raw::sliding_window).post(raw::sliding_window),
+        ),
+        ("/v1/check/{policy}", get(check::check).post(check::check)),
+        ("/v1/status/{policy}", get(status::status)),
         // auth_request subrequests keep the original method, so accept any.
         ("/v1/auth/{policy}", any(check::auth)),
         (
@@ -33,6 +46,9 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/ready", get(ops::ready)),
         ("/metrics", get(ops::metrics)),
         ("/openapi.json", get(ops::openapi)),
+        ("/docs", get(docs::redirect)),
+        ("/docs/", get(docs::index)),
+        ("/docs/{file}", get(docs::asset)),
     ]
 }
 
@@ -41,21 +57,25 @@ fn endpoint(path: &str) -> Option<&'static str> {
     match path {
         "/v1/check/{policy}" => Some("check"),
         "/v1/auth/{policy}" => Some("auth"),
+        "/v1/status/{policy}" => Some("status"),
         "/v1/tokenbucket/{key}" | "/v1/fixedwindow/{key}" | "/v1/sliding/{key}" => Some("raw"),
         _ => None,
     }
 }
 
-/// The edge: counts decisions by endpoint and outcome, and logs the internal
-/// cause of an error answer (which is never sent).
+/// The edge: counts decisions by endpoint, outcome, policy, tier and mode,
+/// writes the one log line per decision, and logs the internal cause of an
+/// error answer (which is never sent).
 async fn edge(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let ep = req
         .extensions()
         .get::<MatchedPath>()
         .and_then(|m| endpoint(m.as_str()));
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     let cause = resp.extensions_mut().remove::<ErrorCause>();
     let outcome = resp.extensions_mut().remove::<Outcome>();
+    let info = resp.extensions_mut().remove::<DecisionInfo>();
     if let Some(ErrorCause(c)) = &cause {
         let status = resp.status().as_u16();
         let endpoint = ep.unwrap_or("other");
@@ -66,9 +86,63 @@ async fn edge(State(st): State<AppState>, req: Request, next: Next) -> Response 
         }
     }
     if let (Some(ep), Some(Outcome(o))) = (ep, outcome) {
-        st.metrics.decision(ep, o);
+        let (policy, tier, mode) = info.as_ref().map_or(("", "", ""), |i| {
+            (i.policy.as_str(), i.tier.as_str(), i.mode)
+        });
+        st.metrics.decision(ep, o, policy, tier, mode);
+        decision_log(
+            st.config().decision_log,
+            ep,
+            o,
+            resp.status().as_u16(),
+            info.as_ref(),
+            started.elapsed(),
+        );
     }
     resp
+}
+
+/// One structured line per decision: endpoint, outcome, status, policy,
+/// tier, mode, binding limit, hashed identity and latency. Nothing in it
+/// comes from the request verbatim (API keys are hashed), so no secret
+/// reaches the logs.
+fn decision_log(
+    level: DecisionLog,
+    endpoint: &str,
+    outcome: &str,
+    status: u16,
+    info: Option<&DecisionInfo>,
+    latency: std::time::Duration,
+) {
+    let policy = info.map_or("", |i| i.policy.as_str());
+    let tier = info.map_or("", |i| i.tier.as_str());
+    let mode = info.map_or("", |i| i.mode);
+    let binding = info.and_then(|i| i.binding.as_deref()).unwrap_or("");
+    let identity = info.map_or("", |i| i.identity.as_str());
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "api_shim::decision",
+                $level,
+                endpoint,
+                outcome,
+                status,
+                policy,
+                tier,
+                mode,
+                binding,
+                identity,
+                latency_ms,
+                "decision"
+            )
+        };
+    }
+    match level {
+        DecisionLog::Off => {}
+        DecisionLog::Debug => line!(tracing::Level::DEBUG),
+        DecisionLog::Info => line!(tracing::Level::INFO),
+    }
 }
 
 /// Builds the service.
