@@ -9,8 +9,12 @@ mod common;
 
 use api_shim::config::{Loader, RedisTarget};
 
+fn manifests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
+}
+
 fn manifests() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let dir = manifests_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("deploy/kubernetes")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -94,6 +98,13 @@ fn the_manifests_are_secure_by_default() {
             );
         }
     }
+    // The Redis password never goes on a command line.
+    let redis = text(&manifests_dir().join("redis.yaml"));
+    assert!(
+        !redis.contains("--requirepass"),
+        "redis.yaml: password in argv"
+    );
+    assert!(redis.contains("requirepass \"$REDIS_PASSWORD\""));
     let shim = configmap_shim_toml();
     assert!(
         shim.contains("[raw]\n") && shim.contains("enabled = false"),
