@@ -33,11 +33,7 @@ const WORKLOAD: &[&str] = &[
 const KEYS: [&str; 7] = ["tb", "fw", "se", "sa", "ct", "li", "la"];
 
 fn run_workload(c: &mut redis::Connection) {
-    for line in WORKLOAD {
-        let _: redis::Value = common::cmd(line)
-            .query(c)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
+    common::run_lines(c, WORKLOAD);
 }
 
 fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
@@ -45,14 +41,7 @@ fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
 }
 
 fn repl_offset(c: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(c)
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("master_repl_offset:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("master_repl_offset")
+    common::info_int(c, "replication", "master_repl_offset")
 }
 
 /// The replica holds exactly the master's state (value and absolute expiry),

@@ -78,14 +78,7 @@ fn dump(c: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
 }
 
 fn dirty(c: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query(c)
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("rdb_changes_since_last_save:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("rdb_changes_since_last_save")
+    common::info_int(c, "persistence", "rdb_changes_since_last_save")
 }
 
 /// The README's burst + day: a denial by the burst consumes nothing, so the

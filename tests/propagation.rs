@@ -26,11 +26,7 @@ const WORKLOAD: &[&str] = &[
 const KEYS: [&str; 8] = ["tb", "tb2", "fw", "se", "sa", "ct", "li", "gone"];
 
 fn run_workload(c: &mut redis::Connection) {
-    for line in WORKLOAD {
-        let _: redis::Value = common::cmd(line)
-            .query(c)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
+    common::run_lines(c, WORKLOAD);
 }
 
 fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
@@ -46,26 +42,8 @@ fn snapshots(c: &mut redis::Connection) -> Vec<(Vec<u8>, i64)> {
         .collect()
 }
 
-fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg(section).query(c).expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in INFO {section}: {info}"))
-}
-
 fn replicated(c: &mut redis::Connection) -> i64 {
-    info_field(c, "ratelimit", "ratelimit_results_replicated")
-}
-
-fn wait_for_rewrite(c: &mut redis::Connection) {
-    wait_until(Duration::from_secs(30), "AOF rewrite", || {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .unwrap_or_default();
-        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-    });
+    common::info_int(c, "ratelimit", "ratelimit_results_replicated")
 }
 
 /// Skipped writes still count for the `save` rules: one change per write,
@@ -78,12 +56,12 @@ fn skipped_writes_still_count_as_changes(f: Flavor) {
         0,
         "an isolated master skips replication"
     );
-    let before = info_field(&mut c, "persistence", "rdb_changes_since_last_save");
+    let before = common::info_int(&mut c, "persistence", "rdb_changes_since_last_save");
     for _ in 0..3 {
         assert_eq!(ok(&mut c, "RL.TOKENBUCKET d 10 1 1").allowed, 1);
     }
     assert_eq!(ok(&mut c, "RL.TOKENBUCKET d 10 1 100").allowed, 0);
-    let after = info_field(&mut c, "persistence", "rdb_changes_since_last_save");
+    let after = common::info_int(&mut c, "persistence", "rdb_changes_since_last_save");
     assert_eq!(after - before, 3);
 }
 
@@ -105,8 +83,8 @@ fn a_replica_attaching_later_ends_identical(f: Flavor) {
 
     // Drop the link; the replica comes back with PSYNC and gets the rest
     // from the backlog.
-    let full = info_field(&mut m, "stats", "sync_full");
-    let partial = info_field(&mut m, "stats", "sync_partial_ok");
+    let full = common::info_int(&mut m, "stats", "sync_full");
+    let partial = common::info_int(&mut m, "stats", "sync_partial_ok");
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -115,12 +93,12 @@ fn a_replica_attaching_later_ends_identical(f: Flavor) {
         .expect("CLIENT KILL");
     run_workload(&mut m);
     wait_until(Duration::from_secs(30), "partial resync", || {
-        info_field(&mut m, "stats", "sync_partial_ok") > partial
+        common::info_int(&mut m, "stats", "sync_partial_ok") > partial
     });
     run_workload(&mut m);
     common::wait_for_replica(&mut m);
     assert_eq!(
-        info_field(&mut m, "stats", "sync_full"),
+        common::info_int(&mut m, "stats", "sync_full"),
         full,
         "no second full sync"
     );
@@ -144,7 +122,7 @@ fn aof_enabled_at_run_time_keeps_every_result(f: Flavor) {
         .arg("yes")
         .query(&mut c)
         .expect("CONFIG SET appendonly yes");
-    wait_for_rewrite(&mut c);
+    common::wait_for_rewrite(&mut c);
     assert_eq!(replicated(&mut c), 1, "an AOF turns replication on");
     run_workload(&mut c);
     let before = snapshots(&mut c);
@@ -163,10 +141,7 @@ fn bgrewriteaof_of_skipped_writes_loads_identical(f: Flavor) {
     assert_eq!(replicated(&mut c), 0);
     run_workload(&mut c);
     let before = snapshots(&mut c);
-    let _: String = redis::cmd("BGREWRITEAOF")
-        .query(&mut c)
-        .expect("BGREWRITEAOF");
-    wait_for_rewrite(&mut c);
+    common::rewrite_aof(&mut c);
     assert_eq!(replicated(&mut c), 1, "a fork turns replication on");
     drop(c);
     server.restart_with(&["--appendonly", "yes"]);

@@ -401,14 +401,6 @@ fn redis_cell_keys_are_continued_and_converted(f: Flavor) {
     );
 }
 
-fn info_int(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg(section).query(c).expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} not in INFO {section}"))
-}
-
 /// Finding 2: a grant on a long `EXACT` log reaches replicas and the AOF as
 /// a delta (`RL.EXACTADD`), not the whole log, and both still hold exactly
 /// the master's log, through trims, merges, refunds (sent whole), AOF replay
@@ -442,14 +434,14 @@ fn long_exact_logs_replicate_as_deltas(f: Flavor) {
     let state = single(exact_body(&entries, false));
     restore(&mut c, "long", 0, &dump_of(&tpl, &state)).expect("loads");
     ok(&mut c, "RL.SLIDING long 4000 60 1");
-    let before = info_int(&mut c, "replication", "master_repl_offset");
+    let before = common::info_int(&mut c, "replication", "master_repl_offset");
     for i in 0..300 {
         assert_eq!(ok(&mut c, "RL.SLIDING long 4000 60 1").allowed, 1);
         if i % 30 == 0 {
             std::thread::sleep(std::time::Duration::from_millis(3));
         }
     }
-    let bytes = info_int(&mut c, "replication", "master_repl_offset") - before;
+    let bytes = common::info_int(&mut c, "replication", "master_repl_offset") - before;
     assert!(bytes / 300 <= 300, "{bytes} B replicated for 300 grants");
     // Refunds (sent whole) and grants mixed.
     for i in 0..100 {

@@ -475,6 +475,12 @@ pub fn wait_for_replica(m: &mut redis::Connection) {
 /// Rewrites the AOF (`BGREWRITEAOF`) and waits until the rewrite is done.
 pub fn rewrite_aof(c: &mut redis::Connection) {
     let _: String = redis::cmd("BGREWRITEAOF").query(c).expect("BGREWRITEAOF");
+    wait_for_rewrite(c);
+}
+
+/// Waits until no AOF rewrite is running or scheduled (one started by
+/// `BGREWRITEAOF` or by `CONFIG SET appendonly yes`).
+pub fn wait_for_rewrite(c: &mut redis::Connection) {
     wait_until(Duration::from_secs(20), "AOF rewrite", || {
         let info: String = redis::cmd("INFO")
             .arg("persistence")
@@ -482,4 +488,20 @@ pub fn rewrite_aof(c: &mut redis::Connection) {
             .unwrap_or_default();
         info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
     });
+}
+
+/// An integer field of an `INFO` section.
+pub fn info_int(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
+    let info: String = redis::cmd("INFO").arg(section).query(c).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in INFO {section}"))
+}
+
+/// Runs each command line, failing the test on an error reply.
+pub fn run_lines(c: &mut redis::Connection, lines: &[&str]) {
+    for line in lines {
+        let _: redis::Value = cmd(line).query(c).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
 }
