@@ -220,26 +220,22 @@ fn commit(
 ) -> Result<(), RedisError> {
     let ttl = reset_after_ms.clamp(1, MAX_TTL_MS);
     let at = now.saturating_add(ttl);
-    if !propagation::needed() {
-        lk.store(state)?;
-        lk.expire_at(at, ttl);
+    let replicated = propagation::needed();
+    // Encoded before the state moves into the key.
+    let payload = (replicated && delta.is_none()).then(|| state.encoded());
+    lk.store(state)?;
+    lk.expire_at(at, ttl);
+    match (payload, delta) {
+        (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
+        (None, Some(d)) if replicated => replicate_exact_delta(ctx, key, d, at),
         // Nothing can receive the result (see `propagation`); this only
         // counts the change for the `save` rules.
         // SAFETY: the command's context.
-        unsafe {
+        _ => unsafe {
             if let Some(verbatim) = raw::RedisModule_ReplicateVerbatim {
                 verbatim(ctx.ctx);
             }
-        }
-    } else {
-        let payload = delta.is_none().then(|| state.encoded());
-        lk.store(state)?;
-        lk.expire_at(at, ttl);
-        match (payload, delta) {
-            (Some(p), _) => replicate(ctx, key, p.as_slice(), at),
-            (None, Some(d)) => replicate_exact_delta(ctx, key, d, at),
-            (None, None) => {}
-        }
+        },
     }
     // SAFETY: ctx and key are valid for this command.
     unsafe {

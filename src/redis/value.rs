@@ -48,7 +48,8 @@ pub fn into_value(state: State) -> *mut c_void {
             (ptr | packed::pair_tag(kind) << TAG_SHIFT) as *mut c_void
         }
         None => match state {
-            State::SlidingExact(log) if !log.is_empty() => match log.into_raw() {
+            // An empty log has no allocation of its own: boxed like the rest.
+            State::SlidingExact(log) => match log.into_raw() {
                 Some(ptr) => (ptr.as_ptr() as usize | EXACT_TAG << TAG_SHIFT) as *mut c_void,
                 None => Box::into_raw(Box::new(State::SlidingExact(ExactLog::default()))).cast(),
             },
