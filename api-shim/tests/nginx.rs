@@ -103,6 +103,53 @@ impl Drop for NginxProc {
     }
 }
 
+/// The protected app (a stub answering `/api/hello`) and, in front of it and
+/// `shims`, Nginx rendered from the shipped template, up and answering at
+/// `base`. Fields drop in order: Nginx stops before its directory goes.
+struct Front {
+    nginx: NginxProc,
+    base: String,
+    http: reqwest::Client,
+    _dir: TempDir,
+}
+
+impl Front {
+    async fn start(name: &str, shims: &[u16]) -> Front {
+        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind app");
+        let app_addr = app_listener.local_addr().expect("app addr");
+        let app = axum::Router::new().route("/api/hello", get(|| async { "hello from app" }));
+        tokio::spawn(async move {
+            let _ = axum::serve(app_listener, app).await;
+        });
+        let dir = TempDir::new(name);
+        let port = free_port();
+        let conf = render(
+            &dir.0,
+            &format!("127.0.0.1:{port}"),
+            &app_addr.to_string(),
+            shims,
+        );
+        let nginx = NginxProc::start(&dir.0, &conf);
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/ratelimit/health");
+        tokio::task::spawn_blocking(move || wait_http(&health))
+            .await
+            .expect("nginx up");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Front {
+            nginx,
+            base,
+            http,
+            _dir: dir,
+        }
+    }
+}
+
 const SHIM_CONFIG: &str = r#"
 [raw]
 enabled = true
@@ -140,35 +187,12 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
         let shim_a = ShimProc::start(&redis.url(), SHIM_CONFIG);
         let shim_b = ShimProc::start(&redis.url(), SHIM_CONFIG);
 
-        // The protected app: a stub that says who answered.
-        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind app");
-        let app_addr = app_listener.local_addr().expect("app addr");
-        let app = axum::Router::new().route("/api/hello", get(|| async { "hello from app" }));
-        tokio::spawn(async move {
-            let _ = axum::serve(app_listener, app).await;
-        });
-
-        let dir = TempDir::new("nginx");
-        let port = free_port();
-        let conf = render(
-            &dir.0,
-            &format!("127.0.0.1:{port}"),
-            &app_addr.to_string(),
-            &[shim_a.port, shim_b.port],
-        );
-        let nginx = NginxProc::start(&dir.0, &conf);
-        let base = format!("http://127.0.0.1:{port}");
-        let health = format!("{base}/ratelimit/health");
-        tokio::task::spawn_blocking(move || wait_http(&health))
-            .await
-            .expect("nginx up");
-
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let Front {
+            nginx,
+            base,
+            http,
+            _dir,
+        } = Front::start("nginx", &[shim_a.port, shim_b.port]).await;
         let url = format!("{base}/api/hello");
         for want in ["2", "1", "0"] {
             let r = http.get(&url).send().await.expect("send");
@@ -445,32 +469,12 @@ async fn nginx_passes_user_id_so_users_behind_one_address_get_separate_buckets()
     bounded(120, async {
         let redis = RedisProc::start();
         let shim = ShimProc::start(&redis.url(), USER_ID_CONFIG);
-        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind app");
-        let app_addr = app_listener.local_addr().expect("app addr");
-        let app = axum::Router::new().route("/api/hello", get(|| async { "hello from app" }));
-        tokio::spawn(async move {
-            let _ = axum::serve(app_listener, app).await;
-        });
-        let dir = TempDir::new("nginx-user-id");
-        let port = free_port();
-        let conf = render(
-            &dir.0,
-            &format!("127.0.0.1:{port}"),
-            &app_addr.to_string(),
-            &[shim.port],
-        );
-        let nginx = NginxProc::start(&dir.0, &conf);
-        let base = format!("http://127.0.0.1:{port}");
-        let health = format!("{base}/ratelimit/health");
-        tokio::task::spawn_blocking(move || wait_http(&health))
-            .await
-            .expect("nginx up");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let Front {
+            nginx,
+            base,
+            http,
+            _dir,
+        } = Front::start("nginx-user-id", &[shim.port]).await;
         let hello = format!("{base}/api/hello");
         let call = |user: Option<&'static str>| {
             let mut req = http.get(&hello);
