@@ -7,6 +7,8 @@ use std::process::Command;
 
 mod common;
 
+use common::{wait_until, Procs};
+
 use api_shim::config::{Loader, RedisTarget};
 
 fn manifests_dir() -> PathBuf {
@@ -402,18 +404,6 @@ fn the_compose_shim_configs_load_through_the_shims_loader() {
     }
 }
 
-/// Child processes killed on drop.
-struct Procs(Vec<std::process::Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Runs a compose service's shell `command` locally: `$$` unescaped, the
 /// service's environment with `secret` for required values plus `extra`, and
 /// `edits` (compose addresses and paths → local ones) applied to the script.
@@ -458,14 +448,6 @@ fn cli_on(port: u16, password: Option<&str>, args: &[&str]) -> String {
     )
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// The Sentinel stack's own Redis and sentinel scripts, run on local
 /// processes (compose host names and ports mapped to 127.0.0.1 ports), with
 /// the compose's shim configuration in front: the passwords are required and
@@ -505,7 +487,7 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             &[],
             secret,
         ));
-        wait_for("master", || {
+        wait_until("master", 20, || {
             cli_on(mport, Some(secret), &["PING"]).contains("PONG")
         });
         assert!(
@@ -525,7 +507,7 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             replica_ports.push(p);
         }
         for p in &replica_ports {
-            wait_for("replica in sync", || {
+            wait_until("replica in sync", 20, || {
                 cli_on(*p, Some(secret), &["INFO", "replication"]).contains("master_link_status:up")
             });
         }
@@ -548,7 +530,7 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             sentinel_ports.push(sp);
         }
         for sp in &sentinel_ports {
-            wait_for("sentinel sees master and replicas", || {
+            wait_until("sentinel sees master and replicas", 20, || {
                 let m = cli_on(*sp, Some(secret), &["SENTINEL", "MASTER", "mymaster"]);
                 m.contains("flags\nmaster\n") && m.contains("num-slaves\n2\n")
             });
@@ -620,7 +602,7 @@ fn the_cluster_compose_node_script_requires_its_password() {
         &[],
         secret,
     )]);
-    wait_for("node", || {
+    wait_until("node", 20, || {
         cli_on(port, Some(secret), &["PING"]).contains("PONG")
     });
     assert!(cli_on(port, None, &["PING"]).contains("NOAUTH"));

@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, free_port, module_path, redis_server_binary, InProcessShim, TempDir};
+use common::{
+    bounded, free_port, module_path, redis_server_binary, wait_until, InProcessShim, TempDir,
+};
 use reqwest::StatusCode;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -134,14 +136,6 @@ fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .expect("redis-cli (is redis-tools installed?)");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn role(port: u16) -> String {

@@ -12,20 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api_shim::config::Config;
-use common::{bounded, free_port, module_path, redis_server_binary, InProcessShim, TempDir};
+use common::{
+    bounded, free_port, module_path, redis_server_binary, three_checks, wait_until, InProcessShim,
+    Procs, TempDir, OK_OK_DENIED,
+};
 use reqwest::StatusCode;
-
-/// Child processes killed on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A private CA and a server certificate (SAN 127.0.0.1) signed by it.
 struct Pki {
@@ -156,14 +147,6 @@ fn cli(port: u16, extra: &[String], args: &[&str]) -> String {
     )
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Starts `redis-server` (module loaded) in `dir` with `args` and waits for
 /// PING through `redis-cli` with `cli_extra`.
 fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> Child {
@@ -219,28 +202,6 @@ timeout_ms = {timeout_ms}
     })
     .map_err(|e| e.0)
 }
-
-/// Three checks as `user`: their statuses.
-async fn three_checks(shim: &InProcessShim, user: &str) -> Vec<StatusCode> {
-    let http = reqwest::Client::new();
-    let mut out = vec![];
-    for _ in 0..3 {
-        let r = http
-            .post(shim.url("/v1/check/api"))
-            .header("x-user", user)
-            .send()
-            .await
-            .expect("check");
-        out.push(r.status());
-    }
-    out
-}
-
-const OK_OK_DENIED: [StatusCode; 3] = [
-    StatusCode::OK,
-    StatusCode::OK,
-    StatusCode::TOO_MANY_REQUESTS,
-];
 
 async fn status(shim: &InProcessShim, path: &str) -> StatusCode {
     reqwest::get(shim.url(path)).await.expect("GET").status()

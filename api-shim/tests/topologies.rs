@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::{
-    bounded, free_port, header, module_path, redis_server_binary, InProcessShim, RedisProc, TempDir,
+    bounded, free_port, header, module_path, redis_server_binary, three_checks, wait_until,
+    InProcessShim, Procs, RedisProc, TempDir, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
-
-/// Child processes killed on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
@@ -30,36 +18,6 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
         .output()
         .expect("redis-cli (is redis-tools installed?)");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// What three checks in a row get under the test policy (two per window).
-const OK_OK_DENIED: [StatusCode; 3] = [
-    StatusCode::OK,
-    StatusCode::OK,
-    StatusCode::TOO_MANY_REQUESTS,
-];
-
-/// Three `POST /v1/check/api` calls as `user`, their statuses in order.
-async fn three_checks(http: &reqwest::Client, shim: &InProcessShim, user: &str) -> Vec<StatusCode> {
-    let mut statuses = vec![];
-    for _ in 0..3 {
-        let r = http
-            .post(shim.url("/v1/check/api"))
-            .header("x-user", user)
-            .send()
-            .await
-            .expect("check");
-        statuses.push(r.status());
-    }
-    statuses
 }
 
 fn policy(extra_top: &str, redis: &str) -> api_shim::config::Config {
@@ -157,7 +115,7 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
 
         // 30 users land on all three masters; each gets exactly 2.
         for u in 0..30 {
-            let statuses = three_checks(&http, &shim, &format!("user-{u}")).await;
+            let statuses = three_checks(&shim, &format!("user-{u}")).await;
             assert_eq!(statuses, OK_OK_DENIED, "user {u}");
         }
         // Keys really are spread over the masters.
@@ -222,7 +180,7 @@ async fn sentinel_names_the_master() {
         let http = reqwest::Client::new();
         let r = http.get(shim.url("/ready")).send().await.expect("ready");
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(three_checks(&http, &shim, "alice").await, OK_OK_DENIED);
+        assert_eq!(three_checks(&shim, "alice").await, OK_OK_DENIED);
         assert!(master
             .cmd(&["KEYS", "rl:{api:*"])
             .expect("KEYS")

@@ -324,3 +324,48 @@ pub async fn bounded<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
+
+/// Child processes killed (and reaped) on drop.
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it holds; fails the test after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What three checks in a row get under a two-per-window test policy.
+pub const OK_OK_DENIED: [reqwest::StatusCode; 3] = [
+    reqwest::StatusCode::OK,
+    reqwest::StatusCode::OK,
+    reqwest::StatusCode::TOO_MANY_REQUESTS,
+];
+
+/// Three `POST /v1/check/api` calls as `user` (header `X-User`): their
+/// statuses, in order.
+pub async fn three_checks(shim: &InProcessShim, user: &str) -> Vec<reqwest::StatusCode> {
+    let http = reqwest::Client::new();
+    let mut out = vec![];
+    for _ in 0..3 {
+        let r = http
+            .post(shim.url("/v1/check/api"))
+            .header("x-user", user)
+            .send()
+            .await
+            .expect("check");
+        out.push(r.status());
+    }
+    out
+}
