@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# No file may import a file that imports it back (in any crate).
+python3 scripts/check-circles.py
 cargo build --workspace
 
 log=$(mktemp)
