@@ -9,7 +9,7 @@ use std::fmt;
 /// since the epoch, far beyond any real clock. A state stamped later is
 /// forged or damaged; the algorithms' arithmetic is only proven below it, so
 /// every decoder refuses it (a state merely ahead of the server's clock loads
-/// and falls under the time rule, see `limiter::apply::settle`).
+/// and falls under the time rule, see `limiter::dispatch::settle`).
 pub const HORIZON_MS: u64 = 253_402_300_800_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

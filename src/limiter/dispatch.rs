@@ -47,8 +47,9 @@ pub fn settle(stored: &State, quota: &Quota, now_ms: u64) -> Result<Option<State
 }
 
 /// One call of any algorithm on the state a key holds (`None`: no key).
-/// The cost is classified once (see [`Cost`]): a refund and a read are
-/// always allowed. A stored state ahead of the clock is first settled (see [`settle`]); if it
+/// The cost is classified once (see [`Cost`]; the glue passes it classified,
+/// a signed number converts): a refund and a read are always allowed. A
+/// stored state ahead of the clock is first settled (see [`settle`]); if it
 /// was, the settled state is returned for storing even when the call itself
 /// stores nothing (denied, `cost 0`).
 pub fn apply(

@@ -1,4 +1,5 @@
-//! The state a limiter key holds, and its versioned binary encoding.
+//! The state a limiter key holds (one algorithm's, or the [`LimitsState`] of
+//! an `RL.LIMITS` key), and its versioned binary encoding.
 //!
 //! One encoding serves RDB, `DUMP`/`RESTORE`, AOF and the replication
 //! payload. Layout: a format byte, an algorithm tag, then the fields as LEB128

@@ -5,7 +5,7 @@
 //! (the worst case is a previous window whose traffic all came at its very
 //! end). For evenly spread traffic the error is small.
 
-use super::super::decision::{sat_u64, Decision, Outcome, Retry};
+use crate::limiter::decision::{sat_u64, Decision, Outcome, Retry};
 use rl_grammar::WindowQuota;
 
 /// The stored state of an `APPROX` limiter.

@@ -1,7 +1,7 @@
 //! The replication delta of a granted `EXACT` call: bytes that do not grow
 //! with the log, which a follower applies to its own copy.
 
-use super::super::codec::{DecodeError, HORIZON_MS};
+use crate::limiter::codec::{DecodeError, HORIZON_MS};
 use super::exact::{append, split_at_first_live};
 use super::log::ExactLog;
 use rl_grammar::MAX_COUNT;

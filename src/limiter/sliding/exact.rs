@@ -2,8 +2,8 @@
 //! counting the ones inside the trailing window `(now - window, now]`. It
 //! never over- or under-grants.
 
-use super::super::codec::{read_varint, DecodeError};
-use super::super::decision::{Decision, Outcome, Retry};
+use crate::limiter::codec::{read_varint, DecodeError};
+use crate::limiter::decision::{Decision, Outcome, Retry};
 use super::log::{Entries, ExactLog, LogWriter};
 use rl_grammar::{WindowQuota, MAX_COUNT};
 

@@ -1,7 +1,7 @@
 //! The `EXACT` log's one allocation: its layout, and how it is built and read.
 
-use super::super::codec::{read_varint, write_varint, DecodeError, Scratch, Sink, HORIZON_MS};
-use super::super::thin::ThinBytes;
+use crate::limiter::codec::{read_varint, write_varint, DecodeError, Scratch, Sink, HORIZON_MS};
+use crate::limiter::thin::ThinBytes;
 use rl_grammar::MAX_COUNT;
 use std::ptr::NonNull;
 
