@@ -73,6 +73,16 @@ pub fn apply(
     Ok(out)
 }
 
+/// The step of a cost that takes units (a read takes none), or the refund
+/// of one that gives them back.
+fn by_cost<T>(cost: Cost, take: impl FnOnce(u64) -> T, give_back: impl FnOnce(u64) -> T) -> T {
+    match cost {
+        Cost::Take(units) => take(units),
+        Cost::Read => take(0),
+        Cost::GiveBack(units) => give_back(units),
+    }
+}
+
 /// [`apply`] on a state already within the time rule.
 fn step(
     stored: Option<&State>,
@@ -92,11 +102,11 @@ fn step(
                 Some(State::TokenBucket(s)) => Some(*s),
                 _ => None,
             };
-            let out = match cost {
-                Cost::Take(units) => token_bucket::step(prev, q, now_ms, units),
-                Cost::Read => token_bucket::step(prev, q, now_ms, 0),
-                Cost::GiveBack(units) => token_bucket::refund(prev, q, now_ms, units),
-            };
+            let out = by_cost(
+                cost,
+                |units| token_bucket::step(prev, q, now_ms, units),
+                |units| token_bucket::refund(prev, q, now_ms, units),
+            );
             wrap(out, State::TokenBucket)
         }
         (Quota::FixedWindow(q), None | Some(State::FixedWindow(_))) => {
@@ -104,11 +114,11 @@ fn step(
                 Some(State::FixedWindow(s)) => Some(*s),
                 _ => None,
             };
-            let out = match cost {
-                Cost::Take(units) => fixed_window::step(prev, q, now_ms, units),
-                Cost::Read => fixed_window::step(prev, q, now_ms, 0),
-                Cost::GiveBack(units) => fixed_window::refund(prev, q, now_ms, units),
-            };
+            let out = by_cost(
+                cost,
+                |units| fixed_window::step(prev, q, now_ms, units),
+                |units| fixed_window::refund(prev, q, now_ms, units),
+            );
             wrap(out, State::FixedWindow)
         }
         (Quota::SlidingExact(q), None | Some(State::SlidingExact(_))) => {
@@ -116,11 +126,11 @@ fn step(
                 Some(State::SlidingExact(log)) => Some(log),
                 _ => None,
             };
-            let out = match cost {
-                Cost::Take(units) => step_exact(prev, q, now_ms, units),
-                Cost::Read => step_exact(prev, q, now_ms, 0),
-                Cost::GiveBack(units) => refund_exact(prev, q, now_ms, units),
-            };
+            let out = by_cost(
+                cost,
+                |units| step_exact(prev, q, now_ms, units),
+                |units| refund_exact(prev, q, now_ms, units),
+            );
             wrap(out.map_err(ApplyError::Corrupt)?, State::SlidingExact)
         }
         (Quota::SlidingApprox(q), None | Some(State::SlidingApprox(_))) => {
@@ -128,11 +138,11 @@ fn step(
                 Some(State::SlidingApprox(s)) => Some(*s),
                 _ => None,
             };
-            let out = match cost {
-                Cost::Take(units) => step_approx(prev, q, now_ms, units),
-                Cost::Read => step_approx(prev, q, now_ms, 0),
-                Cost::GiveBack(units) => refund_approx(prev, q, now_ms, units),
-            };
+            let out = by_cost(
+                cost,
+                |units| step_approx(prev, q, now_ms, units),
+                |units| refund_approx(prev, q, now_ms, units),
+            );
             wrap(out, State::SlidingApprox)
         }
         (_, Some(s)) => {

@@ -17,7 +17,7 @@ use super::cost::Cost;
 use super::decision::{Decision, Retry};
 use super::dispatch::{apply, ApplyError};
 use super::state::{LimitEntry, LimitsState, State};
-use rl_grammar::Quota;
+use rl_grammar::{Quota, MAX_LIMITS};
 
 /// One limit of a call, as the glue resolved it from the grammar's spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,18 +83,27 @@ pub fn combine(
     limits: &[Limit],
     now_ms: u64,
 ) -> Result<LimitsOutcome, ApplyError> {
-    // Each limit's stored state, looked up once.
-    let priors: Vec<Option<&State>> = limits
-        .iter()
-        .enumerate()
-        .map(|(i, l)| stored.and_then(|s| s.matching(i, l.name, l.quota.algorithm())))
-        .collect();
+    // Each limit's stored state, looked up once: on the stack for every
+    // call the grammar accepts (at most MAX_LIMITS limits), else on the heap.
+    let mut on_stack = [None; MAX_LIMITS];
+    let mut on_heap: Vec<Option<&State>>;
+    let priors: &mut [Option<&State>] = match on_stack.get_mut(..limits.len()) {
+        Some(slots) => slots,
+        None => {
+            on_heap = vec![None; limits.len()];
+            on_heap.as_mut_slice()
+        }
+    };
+    for (i, (slot, l)) in priors.iter_mut().zip(limits).enumerate() {
+        *slot = stored.and_then(|s| s.matching(i, l.name, l.quota.algorithm()));
+    }
+    let priors = &*priors;
     // Each limit's decision, and in `entries` what it would store (`None`:
     // unchanged); the unchanged ones are filled from the stored state only
     // if the call writes.
     let mut decisions = Vec::with_capacity(limits.len());
     let mut entries = Vec::with_capacity(limits.len());
-    for (limit, &prior) in limits.iter().zip(&priors) {
+    for (limit, &prior) in limits.iter().zip(priors) {
         let out = apply(prior, &limit.quota, now_ms, limit.cost)?;
         let (mut decision, mut state) = (out.decision, out.new_state);
         if limit.shadow && !decision.allowed() && decision.remaining > 0 {
@@ -123,7 +132,7 @@ pub fn combine(
         // untouched state, and keeps only what the time rule settled.
         let each = limits
             .iter()
-            .zip(&priors)
+            .zip(priors)
             .zip(entries.iter_mut().zip(decisions.iter_mut()));
         for ((limit, &prior), (entry, d)) in each {
             let untouched = apply(prior, &limit.quota, now_ms, Cost::Read)?;
@@ -142,7 +151,7 @@ pub fn combine(
     // that otherwise writes nothing, so the key's TTL follows.
     let settled = entries.iter().any(|e| e.state.is_some());
     let new_state = ((allowed && writes) || settled).then(|| {
-        for (entry, &prior) in entries.iter_mut().zip(&priors) {
+        for (entry, &prior) in entries.iter_mut().zip(priors) {
             if entry.state.is_none() {
                 entry.state = prior.cloned();
             }
@@ -292,6 +301,24 @@ mod tests {
             (out.decisions[0].remaining, out.decisions[1].remaining),
             (2, 4)
         );
+    }
+
+    /// More limits than a call can have (the grammar's bound) are still
+    /// decided, each against its own stored state.
+    #[test]
+    fn more_limits_than_the_grammar_allows_are_still_decided() {
+        let limits: Vec<Limit> = (0..MAX_LIMITS as u32 + 2)
+            .map(|i| Limit {
+                name: Some(i),
+                ..limit(fw(2, 1_000), 1)
+            })
+            .collect();
+        let first = combine(None, &limits, 0).expect("applies");
+        assert!(first.allowed);
+        let out = combine(first.new_state.as_ref(), &limits, 0).expect("applies");
+        assert!(out.decisions.iter().all(|d| d.allowed() && d.remaining == 0));
+        let out = combine(out.new_state.as_ref(), &limits, 0).expect("applies");
+        assert!(!out.allowed);
     }
 
     /// What one limit is in the reference model: its own state, as if it

@@ -1,9 +1,9 @@
 //! The replication delta of a granted `EXACT` call: bytes that do not grow
 //! with the log, which a follower applies to its own copy.
 
-use crate::limiter::codec::{DecodeError, HORIZON_MS};
 use super::exact::{append, split_at_first_live};
 use super::log::ExactLog;
+use crate::limiter::codec::{DecodeError, HORIZON_MS};
 use rl_grammar::MAX_COUNT;
 
 /// What a granted `EXACT` call changed in its log, for replicas and the AOF

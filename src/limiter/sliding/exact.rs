@@ -2,9 +2,9 @@
 //! counting the ones inside the trailing window `(now - window, now]`. It
 //! never over- or under-grants.
 
+use super::log::{Entries, ExactLog, LogWriter};
 use crate::limiter::codec::{read_varint, DecodeError};
 use crate::limiter::decision::{Decision, Outcome, Retry};
-use super::log::{Entries, ExactLog, LogWriter};
 use rl_grammar::{WindowQuota, MAX_COUNT};
 
 /// One `EXACT` call on the log's entries.
