@@ -18,9 +18,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use redis_ratelimit::limiter::codec::HORIZON_MS;
 use redis_ratelimit::limiter::packed::{self, Packed};
-use redis_ratelimit::limiter::sliding_window::ExactDelta;
-use redis_ratelimit::limiter::state::HORIZON_MS;
+use redis_ratelimit::limiter::sliding::delta::ExactDelta;
 use redis_ratelimit::limiter::{self, ApplyError, Quota, State};
 
 #[path = "common.rs"]

@@ -1,7 +1,7 @@
 //! Fixed windows aligned to multiples of the window since the Unix epoch.
 
 use super::decision::{Decision, Outcome, Retry};
-use super::quota::WindowQuota;
+use rl_grammar::WindowQuota;
 
 /// The stored state: units counted in the window starting at `start_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

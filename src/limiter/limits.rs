@@ -6,90 +6,26 @@
 //! limit consume. A denied call consumes nothing: it returns no new state, so
 //! nothing is written, dirtied or replicated and no limit's quota is burnt by
 //! another's denial (the one exception: states the time rule settles, see
-//! `super::settle`, are stored unconsumed).
+//! `dispatch::settle`, are stored unconsumed).
 //!
 //! Stored states are matched to the call's limits by name (a 32-bit hash of
 //! `NAME`) or, for unnamed limits, by position; a limit whose algorithm
 //! changed starts fresh, and stored limits the call does not name are dropped
 //! when the call writes.
 
+use super::cost::Cost;
 use super::decision::{Decision, Retry};
-use super::state::State;
-use super::{apply, ApplyError, Quota};
-
-/// One stored limit: its name's hash (`None`: matched by position) and its
-/// state (`None`: untouched, i.e. full).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitEntry {
-    pub name: Option<u32>,
-    pub state: Option<State>,
-}
-
-/// What an `RL.LIMITS` key holds: one entry per limit of the last write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitsState {
-    entries: Box<[LimitEntry]>,
-}
-
-impl LimitsState {
-    /// Checks what a decoder built: single-algorithm states only, names
-    /// unique, at most [`rl_grammar::MAX_LIMITS`] entries.
-    pub fn new(entries: Vec<LimitEntry>) -> Result<Self, super::state::DecodeError> {
-        use super::state::DecodeError::Invalid;
-        if entries.len() > rl_grammar::MAX_LIMITS {
-            return Err(Invalid);
-        }
-        for (i, e) in entries.iter().enumerate() {
-            if matches!(e.state, Some(State::Limits(_))) {
-                return Err(Invalid);
-            }
-            let later = entries.get(i + 1..).unwrap_or_default();
-            if e.name.is_some() && later.iter().any(|o| o.name == e.name) {
-                return Err(Invalid);
-            }
-        }
-        Ok(Self {
-            entries: entries.into_boxed_slice(),
-        })
-    }
-
-    pub fn entries(&self) -> &[LimitEntry] {
-        &self.entries
-    }
-
-    /// Heap bytes held, for `MEMORY USAGE`.
-    pub fn heap_size(&self) -> usize {
-        self.entries.len() * std::mem::size_of::<LimitEntry>()
-            + self
-                .entries
-                .iter()
-                .filter_map(|e| e.state.as_ref())
-                .map(State::heap_size)
-                .sum::<usize>()
-    }
-
-    /// The stored state a limit continues from: by name, or for an unnamed
-    /// limit the unnamed entry at its position; only if the algorithm is the
-    /// same (EXACT and APPROX are different algorithms).
-    fn matching(&self, position: usize, limit: &Limit) -> Option<&State> {
-        let entry = match limit.name {
-            Some(h) => self.entries.iter().find(|e| e.name == Some(h)),
-            None => self.entries.get(position).filter(|e| e.name.is_none()),
-        }?;
-        entry
-            .state
-            .as_ref()
-            .filter(|s| s.kind() == super::state::Kind::Algorithm(limit.quota.algorithm()))
-    }
-}
+use super::dispatch::{apply, ApplyError};
+use super::state::{LimitEntry, LimitsState, State};
+use rl_grammar::{Quota, MAX_LIMITS};
 
 /// One limit of a call, as the glue resolved it from the grammar's spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
     pub name: Option<u32>,
     pub quota: Quota,
-    /// Effective cost (the spec's `COST`, else the call's); negative: refund.
-    pub cost: i64,
+    /// Effective cost (the spec's `COST`, else the call's).
+    pub cost: Cost,
     /// Observed, never denies.
     pub shadow: bool,
 }
@@ -147,20 +83,33 @@ pub fn combine(
     limits: &[Limit],
     now_ms: u64,
 ) -> Result<LimitsOutcome, ApplyError> {
-    let prior = |i: usize, limit: &Limit| stored.and_then(|s| s.matching(i, limit));
+    // Each limit's stored state, looked up once: on the stack for every
+    // call the grammar accepts (at most MAX_LIMITS limits), else on the heap.
+    let mut on_stack = [None; MAX_LIMITS];
+    let mut on_heap: Vec<Option<&State>>;
+    let priors: &mut [Option<&State>] = match on_stack.get_mut(..limits.len()) {
+        Some(slots) => slots,
+        None => {
+            on_heap = vec![None; limits.len()];
+            on_heap.as_mut_slice()
+        }
+    };
+    for (i, (slot, l)) in priors.iter_mut().zip(limits).enumerate() {
+        *slot = stored.and_then(|s| s.matching(i, l.name, l.quota.algorithm()));
+    }
+    let priors = &*priors;
     // Each limit's decision, and in `entries` what it would store (`None`:
     // unchanged); the unchanged ones are filled from the stored state only
     // if the call writes.
     let mut decisions = Vec::with_capacity(limits.len());
     let mut entries = Vec::with_capacity(limits.len());
-    for (i, limit) in limits.iter().enumerate() {
-        let out = apply(prior(i, limit), &limit.quota, now_ms, limit.cost)?;
+    for (limit, &prior) in limits.iter().zip(priors) {
+        let out = apply(prior, &limit.quota, now_ms, limit.cost)?;
         let (mut decision, mut state) = (out.decision, out.new_state);
         if limit.shadow && !decision.allowed() && decision.remaining > 0 {
             // A shadow limit consumes like an enforced one, but never below
             // empty: it takes what is left and still reports its denial.
-            let take = i64::try_from(decision.remaining).unwrap_or(i64::MAX);
-            let rest = apply(prior(i, limit), &limit.quota, now_ms, take)?;
+            let rest = apply(prior, &limit.quota, now_ms, Cost::Take(decision.remaining))?;
             decision = Decision {
                 retry: decision.retry,
                 ..rest.decision
@@ -181,33 +130,33 @@ pub fn combine(
     if !allowed {
         // Nothing is consumed: every limit reports its own verdict on its
         // untouched state, and keeps only what the time rule settled.
-        for (i, (limit, entry)) in limits.iter().zip(entries.iter_mut()).enumerate() {
-            let untouched = apply(prior(i, limit), &limit.quota, now_ms, 0)?;
+        let each = limits
+            .iter()
+            .zip(priors)
+            .zip(entries.iter_mut().zip(decisions.iter_mut()));
+        for ((limit, &prior), (entry, d)) in each {
+            let untouched = apply(prior, &limit.quota, now_ms, Cost::Read)?;
             if entry.state.is_some() {
-                if let Some(d) = decisions.get_mut(i) {
-                    *d = Decision {
-                        retry: d.retry,
-                        ..untouched.decision
-                    };
-                }
+                *d = Decision {
+                    retry: d.retry,
+                    ..untouched.decision
+                };
             }
             entry.state = untouched.new_state;
         }
     }
     let binding = binding(limits, &decisions);
-    let writes = limits.iter().any(|l| l.cost != 0);
+    let writes = limits.iter().any(|l| l.cost.writes());
     // A state the time rule settled (see `apply`) is stored even by a call
     // that otherwise writes nothing, so the key's TTL follows.
     let settled = entries.iter().any(|e| e.state.is_some());
     let new_state = ((allowed && writes) || settled).then(|| {
-        for (i, (limit, entry)) in limits.iter().zip(entries.iter_mut()).enumerate() {
+        for (entry, &prior) in entries.iter_mut().zip(priors) {
             if entry.state.is_none() {
-                entry.state = prior(i, limit).cloned();
+                entry.state = prior.cloned();
             }
         }
-        LimitsState {
-            entries: entries.into_boxed_slice(),
-        }
+        LimitsState::built(entries)
     });
     Ok(LimitsOutcome {
         allowed,
@@ -264,8 +213,8 @@ fn binding(limits: &[Limit], decisions: &[Decision]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::quota::{TokenBucketQuota, WindowQuota, RATE_SCALE};
     use proptest::prelude::*;
+    use rl_grammar::{TokenBucketQuota, WindowQuota, RATE_SCALE};
 
     fn tb(capacity: u64, per_s: u64) -> Quota {
         Quota::TokenBucket(TokenBucketQuota::new(capacity, per_s * RATE_SCALE).expect("valid"))
@@ -283,7 +232,7 @@ mod tests {
         Limit {
             name: None,
             quota,
-            cost,
+            cost: Cost::from(cost),
             shadow: false,
         }
     }
@@ -354,6 +303,24 @@ mod tests {
         );
     }
 
+    /// More limits than a call can have (the grammar's bound) are still
+    /// decided, each against its own stored state.
+    #[test]
+    fn more_limits_than_the_grammar_allows_are_still_decided() {
+        let limits: Vec<Limit> = (0..MAX_LIMITS as u32 + 2)
+            .map(|i| Limit {
+                name: Some(i),
+                ..limit(fw(2, 1_000), 1)
+            })
+            .collect();
+        let first = combine(None, &limits, 0).expect("applies");
+        assert!(first.allowed);
+        let out = combine(first.new_state.as_ref(), &limits, 0).expect("applies");
+        assert!(out.decisions.iter().all(|d| d.allowed() && d.remaining == 0));
+        let out = combine(out.new_state.as_ref(), &limits, 0).expect("applies");
+        assert!(!out.allowed);
+    }
+
     /// What one limit is in the reference model: its own state, as if it
     /// were a key of its own, changed only when the whole call is granted.
     #[derive(Clone, Debug)]
@@ -398,7 +365,7 @@ mod tests {
                     .map(|(i, (&a, &(small, shadow, own, use_own)))| Limit {
                         name: Some(i as u32),
                         quota: quota_of(a, small),
-                        cost: if use_own { own } else { call_cost },
+                        cost: Cost::from(if use_own { own } else { call_cost }),
                         shadow,
                     })
                     .collect();
@@ -437,7 +404,7 @@ mod tests {
                     prop_assert_eq!(&stored, &before);
                     continue;
                 }
-                let writes = limits.iter().any(|l| l.cost != 0);
+                let writes = limits.iter().any(|l| l.cost.writes());
                 prop_assert_eq!(out.new_state.is_some(), writes);
                 if !writes {
                     continue;

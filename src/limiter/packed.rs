@@ -21,9 +21,9 @@
 //! current (11 bits) counts.
 
 use super::fixed_window::FixedWindowState;
-use super::sliding_window::SlidingApproxState;
+use super::sliding::approx::SlidingApproxState;
+use super::state::State;
 use super::token_bucket::TokenBucketState;
-use super::State;
 
 /// 2020-01-01T00:00:00Z in ms since the Unix epoch: word times count from it.
 pub const WORD_EPOCH_MS: u64 = 1_577_836_800_000;
@@ -164,8 +164,8 @@ pub fn pair_kind(tag: usize) -> Option<SmallKind> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::token_bucket::PICO;
     use super::*;
-    use crate::limiter::token_bucket::PICO;
     use proptest::prelude::*;
 
     fn round_trip(state: &State) -> Option<Packed> {

@@ -1,5 +1,5 @@
 //! The time rule, checked on every algorithm with a fake clock that jumps
-//! forward and back by random amounts (see [`super::settle`]).
+//! forward and back by random amounts (see [`super::dispatch::settle`]).
 //!
 //! Whatever the clock did: no limiter denies for longer than its own full
 //! reset time (token bucket: capacity / rate; fixed window and `EXACT`: one
@@ -9,10 +9,12 @@
 
 use proptest::prelude::*;
 
-use super::quota::{Quota, TokenBucketQuota, WindowQuota};
-use super::state::{State, HORIZON_MS};
+use super::codec::HORIZON_MS;
+use super::decision::{Decision, Retry};
+use super::dispatch::apply;
+use super::state::State;
 use super::token_bucket::PICO;
-use super::{apply, Decision, Retry};
+use rl_grammar::{Quota, TokenBucketQuota, WindowQuota};
 
 /// A year, in ms.
 const YEAR: u64 = 365 * 24 * 3_600 * 1_000;
@@ -182,8 +184,8 @@ proptest! {
     }
 }
 
-/// Finding 1 of issue 13: every algorithm touched a year ahead, then the
-/// clock back. Before the rule they denied for a year.
+/// Every algorithm touched a year ahead, then the clock set back: without
+/// the rule they denied for a year.
 #[test]
 fn a_state_touched_a_year_ahead_does_not_lock_users_out_for_a_year() {
     let w = WindowQuota::new(5, 10_000).expect("valid");
@@ -210,18 +212,19 @@ fn a_state_touched_a_year_ahead_does_not_lock_users_out_for_a_year() {
 /// stores what the rule settled (so the key's TTL follows), consuming nothing.
 #[test]
 fn rl_limits_settles_every_limit_even_when_denied() {
+    use super::cost::Cost;
     use super::limits::{combine, Limit};
     let limits = [
         Limit {
             name: None,
             quota: Quota::TokenBucket(TokenBucketQuota::new(5, 500_000_000).expect("valid")),
-            cost: 1,
+            cost: Cost::from(1),
             shadow: false,
         },
         Limit {
             name: None,
             quota: Quota::SlidingExact(WindowQuota::new(5, 10_000).expect("valid")),
-            cost: 1,
+            cost: Cost::from(1),
             shadow: false,
         },
     ];

@@ -6,7 +6,7 @@
 //! product: no floating point, no drift, whatever the rate (1e-9/s upward).
 
 use super::decision::{div_ceil_u128, sat_u64, Decision, Outcome, Retry};
-use super::quota::TokenBucketQuota;
+use rl_grammar::TokenBucketQuota;
 
 /// Level units per token.
 pub const PICO: u128 = 1_000_000_000_000;
@@ -198,8 +198,8 @@ pub fn refund(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::quota::RATE_SCALE;
     use proptest::prelude::*;
+    use rl_grammar::RATE_SCALE;
 
     fn quota(capacity: u64, rate_per_s: f64) -> TokenBucketQuota {
         TokenBucketQuota::new(capacity, (rate_per_s * RATE_SCALE as f64).round() as u64)
@@ -299,8 +299,8 @@ mod tests {
 
     #[test]
     fn huge_capacity_and_tiny_rate_do_not_overflow() {
-        let q = TokenBucketQuota::new(crate::limiter::quota::MAX_COUNT, 1).expect("valid");
-        let out = step(None, &q, u64::MAX, crate::limiter::quota::MAX_COUNT);
+        let q = TokenBucketQuota::new(rl_grammar::MAX_COUNT, 1).expect("valid");
+        let out = step(None, &q, u64::MAX, rl_grammar::MAX_COUNT);
         assert!(out.decision.allowed());
         assert_eq!(out.decision.remaining, 0);
         assert_eq!(out.decision.reset_after_ms, u64::MAX);

@@ -9,9 +9,9 @@ use super::args::{self, Call};
 use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
 use super::{clock, config, info, propagation};
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
-use crate::limiter::sliding_window::ExactDelta;
+use crate::limiter::sliding::delta::ExactDelta;
 use crate::limiter::state::Kind;
-use crate::limiter::{self, token_bucket, ApplyError, Decision, Quota, Retry, State};
+use crate::limiter::{self, token_bucket, ApplyError, Cost, Decision, Quota, Retry, State};
 
 /// Keys never live longer than this (~1,115 years), whatever a quota says,
 /// so absolute expiry times cannot overflow.
@@ -117,14 +117,14 @@ fn run(
         None => lk.state()?,
     };
     let stored = from_cell.as_ref().or(held.as_deref());
+    let cost = Cost::from(call.cost);
     let outcome =
-        limiter::apply(stored, &call.quota, now, call.cost).map_err(|e| apply_error(e, called))?;
+        limiter::apply(stored, &call.quota, now, cost).map_err(|e| apply_error(e, called))?;
     if let Some(state) = outcome.new_state {
         // A grant on an EXACT log goes to replicas and the AOF as a delta.
         let delta = match (stored, &state) {
             (Some(State::SlidingExact(before)), State::SlidingExact(after)) => {
-                let units = u64::try_from(call.cost).unwrap_or(0);
-                ExactDelta::between(before, after, units, now)
+                ExactDelta::between(before, after, cost.taken(), now)
             }
             _ => None,
         };
@@ -174,7 +174,7 @@ pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
         limits.push(Limit {
             name: spec.name.map(rl_grammar::name_hash),
             quota: spec.quota,
-            cost: spec.cost_in(cost),
+            cost: Cost::from(spec.cost_in(cost)),
             shadow: spec.shadow,
         });
     }

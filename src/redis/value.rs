@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::limiter::packed::{self, Packed};
-use crate::limiter::sliding_window::ExactLog;
+use crate::limiter::sliding::log::ExactLog;
 use crate::limiter::State;
 
 const WORD_TAG: usize = 1;
@@ -161,7 +161,8 @@ pub unsafe fn heap_bytes(value: *mut c_void) -> usize {
 mod tests {
     use super::*;
     use crate::limiter::fixed_window::FixedWindowState;
-    use crate::limiter::sliding_window::{ExactLog, SlidingApproxState};
+    use crate::limiter::sliding::approx::SlidingApproxState;
+    use crate::limiter::sliding::log::ExactLog;
     use crate::limiter::token_bucket::{TokenBucketState, PICO};
 
     const NOW: u64 = 1_764_000_000_000;
