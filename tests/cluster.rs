@@ -4,152 +4,10 @@
 
 mod common;
 
-use common::{error_text, free_port, module_path, wait_until, Flavor, Server};
-use redis::cluster::ClusterClient;
+use common::{error_text, module_path, wait_until, Flavor};
+use rl_testkit::{node_id, Cluster};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Six servers joined into a cluster by `redis-cli --cluster create`.
-struct Cluster {
-    nodes: Vec<Server>,
-}
-
-/// A port whose cluster bus port (+10000) is free as well.
-fn cluster_port() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
-}
-
-impl Cluster {
-    fn start(flavor: Flavor) -> Cluster {
-        let nodes: Vec<Server> = (0..6)
-            .map(|_| {
-                let port = cluster_port();
-                Server::start_on(
-                    flavor,
-                    port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "1500",
-                        "--cluster-replica-validity-factor",
-                        "0",
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let c = Cluster { nodes };
-        wait_until(
-            Duration::from_secs(30),
-            "cluster_state:ok on every node",
-            || {
-                c.nodes
-                    .iter()
-                    .all(|n| cluster_info(n).contains("cluster_state:ok"))
-            },
-        );
-        wait_until(Duration::from_secs(30), "replicas in sync", || {
-            c.nodes.iter().all(|n| {
-                let info = info(n, "replication");
-                info.contains("role:master") || info.contains("master_link_status:up")
-            })
-        });
-        c
-    }
-
-    fn client(&self) -> redis::cluster::ClusterConnection {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .map(|n| n.url())
-            .collect();
-        ClusterClient::builder(urls)
-            .retries(10)
-            .build()
-            .and_then(|c| c.get_connection())
-            .expect("cluster connection")
-    }
-
-    fn masters(&self) -> Vec<&Server> {
-        self.nodes
-            .iter()
-            .filter(|n| n.is_running() && info(n, "replication").contains("role:master"))
-            .collect()
-    }
-
-    /// The live node that owns `slot` as a master.
-    fn owner(&self, slot: i64) -> &Server {
-        self.masters()
-            .into_iter()
-            .find(|m| {
-                let mut c = m.conn();
-                let n: i64 = redis::cmd("CLUSTER")
-                    .arg("COUNTKEYSINSLOT")
-                    .arg(slot)
-                    .query(&mut c)
-                    .unwrap_or(-1);
-                let shards: String = redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query(&mut c)
-                    .unwrap_or_default();
-                n >= 0 && owns(&shards, slot)
-            })
-            .expect("an owner for the slot")
-    }
-}
-
-fn info(n: &Server, section: &str) -> String {
-    n.try_conn()
-        .ok()
-        .and_then(|mut c| redis::cmd("INFO").arg(section).query(&mut c).ok())
-        .unwrap_or_default()
-}
-
-fn cluster_info(n: &Server) -> String {
-    n.try_conn()
-        .ok()
-        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c).ok())
-        .unwrap_or_default()
-}
-
-/// Whether the `myself` line of CLUSTER NODES lists `slot`.
-fn owns(nodes: &str, slot: i64) -> bool {
-    nodes
-        .lines()
-        .find(|l| l.contains("myself"))
-        .map(|l| {
-            l.split_whitespace().skip(8).any(|range| {
-                let mut it = range.splitn(2, '-');
-                let lo = it.next().and_then(|s| s.parse::<i64>().ok());
-                let hi = it.next().and_then(|s| s.parse::<i64>().ok()).or(lo);
-                matches!((lo, hi), (Some(lo), Some(hi)) if lo <= slot && slot <= hi)
-            })
-        })
-        .unwrap_or(false)
-}
 
 fn keyslot(c: &mut redis::Connection, key: &str) -> i64 {
     redis::cmd("CLUSTER")
@@ -157,13 +15,6 @@ fn keyslot(c: &mut redis::Connection, key: &str) -> i64 {
         .arg(key)
         .query(c)
         .expect("KEYSLOT")
-}
-
-fn my_id(n: &Server) -> String {
-    redis::cmd("CLUSTER")
-        .arg("MYID")
-        .query(&mut n.conn())
-        .expect("MYID")
 }
 
 fn tb(key: &str, cost: u64) -> redis::Cmd {
@@ -174,7 +25,7 @@ fn tb(key: &str, cost: u64) -> redis::Cmd {
 
 /// 10,000 limiter keys spread across all masters get exact decisions.
 fn keys_on_every_master_get_exact_decisions(f: Flavor) {
-    let cluster = Cluster::start(f);
+    let cluster = Cluster::start(f, 1, 1500);
     let mut c = cluster.client();
     let keys: Vec<String> = (0..10_000).map(|i| format!("user:{i}")).collect();
     let mut allowed = 0;
@@ -238,7 +89,7 @@ fn keys_on_every_master_get_exact_decisions(f: Flavor) {
         keyslot(&mut node, "{user:42}:day")
     );
     let slot = keyslot(&mut node, "{user:42}:sec");
-    let mut owner = cluster.owner(slot).conn();
+    let mut owner = cluster.owner(slot).expect("an owner for the slot").conn();
     let both: Vec<Vec<i64>> = redis::pipe()
         .atomic()
         .add_command(tb("{user:42}:sec", 1))
@@ -263,10 +114,10 @@ fn keys_on_every_master_get_exact_decisions(f: Flavor) {
 /// Kill a master after `WAIT 1`: its replica takes over and the limiter
 /// continues where it was.
 fn failover_keeps_limits(f: Flavor) {
-    let mut cluster = Cluster::start(f);
+    let mut cluster = Cluster::start(f, 1, 1500);
     let key = "{tenant:9}:api";
     let slot = keyslot(&mut cluster.nodes[0].conn(), key);
-    let owner_port = cluster.owner(slot).port;
+    let owner_port = cluster.owner(slot).expect("an owner for the slot").port;
     let before = {
         let mut m = cluster
             .nodes
@@ -302,22 +153,14 @@ fn failover_keeps_limits(f: Flavor) {
         .expect("owner")
         .kill();
     wait_until(
-        Duration::from_secs(60),
         "a replica to take over the slot",
+        Duration::from_secs(60),
         || {
             cluster.masters().len() == 3
-                && cluster.masters().iter().any(|m| {
-                    m.port != owner_port && {
-                        let nodes: String = redis::cmd("CLUSTER")
-                            .arg("NODES")
-                            .query(&mut m.conn())
-                            .unwrap_or_default();
-                        owns(&nodes, slot)
-                    }
-                })
+                && cluster.owner(slot).is_some_and(|m| m.port != owner_port)
         },
     );
-    let new_owner = cluster.owner(slot);
+    let new_owner = cluster.owner(slot).expect("an owner for the slot");
     let mut m = new_owner.conn();
     let recovered = killed_at.elapsed();
     eprintln!("failover: slot {slot} served again after {recovered:?}");
@@ -344,7 +187,7 @@ fn failover_keeps_limits(f: Flavor) {
 
 /// Moving a slot with MIGRATE carries state and TTL intact.
 fn resharding_moves_state_intact(f: Flavor) {
-    let cluster = Cluster::start(f);
+    let cluster = Cluster::start(f, 1, 1500);
     let keys = [
         "{shop:1}:tb",
         "{shop:1}:fw",
@@ -353,7 +196,7 @@ fn resharding_moves_state_intact(f: Flavor) {
         "{shop:1}:li",
     ];
     let slot = keyslot(&mut cluster.nodes[0].conn(), keys[0]);
-    let src = cluster.owner(slot);
+    let src = cluster.owner(slot).expect("an owner for the slot");
     let dst = cluster
         .masters()
         .into_iter()
@@ -393,7 +236,7 @@ fn resharding_moves_state_intact(f: Flavor) {
         .expect("li");
     let before: Vec<_> = keys.iter().map(|k| common::snapshot(&mut s, k)).collect();
 
-    let (src_id, dst_id) = (my_id(src), my_id(dst));
+    let (src_id, dst_id) = (node_id(src.port), node_id(dst.port));
     let mut d = dst.conn();
     let _: () = redis::cmd("CLUSTER")
         .arg("SETSLOT")

@@ -543,7 +543,7 @@ fn info_counts_limits_calls(f: Flavor) {
     }
     // Idle keys vanish: a refilled limiter's key expires.
     limits(&mut c, "RL.LIMITS gone 1 TOKENBUCKET 10 100");
-    common::wait_until(Duration::from_secs(5), "key expiry", || {
+    common::wait_until("key expiry", Duration::from_secs(5), || {
         let n: i64 = redis::cmd("EXISTS")
             .arg("gone")
             .query(&mut c)

@@ -92,7 +92,7 @@ fn a_replica_attaching_later_ends_identical(f: Flavor) {
         .query(&mut m)
         .expect("CLIENT KILL");
     run_workload(&mut m);
-    wait_until(Duration::from_secs(30), "partial resync", || {
+    wait_until("partial resync", Duration::from_secs(30), || {
         common::info_int(&mut m, "stats", "sync_partial_ok") > partial
     });
     run_workload(&mut m);

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 mod common;
 
@@ -487,7 +488,7 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             &[],
             secret,
         ));
-        wait_until("master", 20, || {
+        wait_until("master", Duration::from_secs(20), || {
             cli_on(mport, Some(secret), &["PING"]).contains("PONG")
         });
         assert!(
@@ -507,7 +508,7 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             replica_ports.push(p);
         }
         for p in &replica_ports {
-            wait_until("replica in sync", 20, || {
+            wait_until("replica in sync", Duration::from_secs(20), || {
                 cli_on(*p, Some(secret), &["INFO", "replication"]).contains("master_link_status:up")
             });
         }
@@ -530,10 +531,14 @@ async fn the_sentinel_compose_scripts_run_a_password_protected_group_the_shim_us
             sentinel_ports.push(sp);
         }
         for sp in &sentinel_ports {
-            wait_until("sentinel sees master and replicas", 20, || {
-                let m = cli_on(*sp, Some(secret), &["SENTINEL", "MASTER", "mymaster"]);
-                m.contains("flags\nmaster\n") && m.contains("num-slaves\n2\n")
-            });
+            wait_until(
+                "sentinel sees master and replicas",
+                Duration::from_secs(20),
+                || {
+                    let m = cli_on(*sp, Some(secret), &["SENTINEL", "MASTER", "mymaster"]);
+                    m.contains("flags\nmaster\n") && m.contains("num-slaves\n2\n")
+                },
+            );
             assert!(cli_on(*sp, None, &["PING"]).contains("NOAUTH"));
         }
 
@@ -602,7 +607,7 @@ fn the_cluster_compose_node_script_requires_its_password() {
         &[],
         secret,
     )]);
-    wait_until("node", 20, || {
+    wait_until("node", Duration::from_secs(20), || {
         cli_on(port, Some(secret), &["PING"]).contains("PONG")
     });
     assert!(cli_on(port, None, &["PING"]).contains("NOAUTH"));

@@ -63,7 +63,9 @@ impl Server {
             child: Some(child),
             port,
         };
-        wait_until("PING", 10, || cli(port, &["PING"]).contains("PONG"));
+        wait_until("PING", Duration::from_secs(10), || {
+            cli(port, &["PING"]).contains("PONG")
+        });
         s
     }
 
@@ -570,7 +572,7 @@ impl SentinelGroup {
             .map(|_| Server::redis(&dir.0, &["--replicaof", "127.0.0.1", &of]))
             .collect();
         for r in &replicas {
-            wait_until("replica in sync", 15, || {
+            wait_until("replica in sync", Duration::from_secs(15), || {
                 field(&cli(r.port, &["INFO", "replication"]), "master_link_status").as_deref()
                     == Some("up")
             });
@@ -579,14 +581,14 @@ impl SentinelGroup {
             .map(|_| Server::sentinel(&dir.0, master.port))
             .collect();
         for s in &sentinels {
-            wait_until("sentinels see the group", 30, || {
+            wait_until("sentinels see the group", Duration::from_secs(30), || {
                 let m = cli(s.port, &["SENTINEL", "MASTER", "mymaster"]);
                 field(&m, "num-slaves").as_deref() == Some("2")
                     && field(&m, "num-other-sentinels").as_deref() == Some("2")
             });
             // Both replicas eligible for promotion (linked and reported),
             // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
-            wait_until("replicas eligible", 30, || {
+            wait_until("replicas eligible", Duration::from_secs(30), || {
                 let r = cli(s.port, &["SENTINEL", "REPLICAS", "mymaster"]);
                 let lines: Vec<&str> = r.lines().map(str::trim).collect();
                 let linked = lines
@@ -652,7 +654,7 @@ async fn sentinel_graceful_failover_loses_no_grant_on_any_limiter() {
                 assert!(ok.contains("OK"), "SENTINEL FAILOVER: {ok}");
             },
             move || {
-                wait_until("a replica promoted", 20, || {
+                wait_until("a replica promoted", Duration::from_secs(20), || {
                     let m = SentinelGroup::master_port(sentinel);
                     m != 0 && m != old
                 })
@@ -664,7 +666,9 @@ async fn sentinel_graceful_failover_loses_no_grant_on_any_limiter() {
         assert_eq!(role(new), "master");
         // The old master is demoted in the end, so what it granted after the
         // promotion would have vanished: the books above prove there was none.
-        wait_until("old master demoted", 30, || role(old) == "slave");
+        wait_until("old master demoted", Duration::from_secs(30), || {
+            role(old) == "slave"
+        });
     })
     .await;
 }
@@ -683,7 +687,7 @@ async fn sentinel_sigkill_of_the_master_loses_no_grant_on_any_limiter() {
             SentinelGroup::quiesce(old),
             move || master.kill(),
             move || {
-                wait_until("a replica promoted", 30, || {
+                wait_until("a replica promoted", Duration::from_secs(30), || {
                     let m = SentinelGroup::master_port(sentinel);
                     m != 0 && m != old
                 })
@@ -739,14 +743,14 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         for n in &nodes {
-            wait_until("cluster_state:ok", 30, || {
+            wait_until("cluster_state:ok", Duration::from_secs(30), || {
                 field(&cli(n.port, &["CLUSTER", "INFO"]), "cluster_state").as_deref() == Some("ok")
             });
         }
         // Every replica linked to its master, so a failover has one to pick.
         for n in &nodes {
             if role(n.port) == "slave" {
-                wait_until("replica in sync", 15, || {
+                wait_until("replica in sync", Duration::from_secs(15), || {
                     field(&cli(n.port, &["INFO", "replication"]), "master_link_status").as_deref()
                         == Some("up")
                 });
@@ -871,19 +875,25 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             },
             move || {
                 // Both sides: the old master may claim the slot until it learns.
-                wait_until("replica promoted, old master demoted", 20, || {
-                    role(replica) == "master" && role(master) == "slave"
-                })
+                wait_until(
+                    "replica promoted, old master demoted",
+                    Duration::from_secs(20),
+                    || role(replica) == "master" && role(master) == "slave",
+                )
             },
         )
         .await;
         assert_eq!(cluster.master_of(slot), replica);
 
         // 2. SIGKILL of that (new) master: the old one, now its replica, takes over.
-        wait_until("old master follows the new one", 15, || {
-            field(&cli(master, &["INFO", "replication"]), "master_link_status").as_deref()
-                == Some("up")
-        });
+        wait_until(
+            "old master follows the new one",
+            Duration::from_secs(15),
+            || {
+                field(&cli(master, &["INFO", "replication"]), "master_link_status").as_deref()
+                    == Some("up")
+            },
+        );
         let idx = cluster
             .nodes
             .iter()
@@ -899,9 +909,11 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             },
             move || victim.kill(),
             move || {
-                wait_until("replica promoted after the kill", 30, || {
-                    role(master) == "master"
-                })
+                wait_until(
+                    "replica promoted after the kill",
+                    Duration::from_secs(30),
+                    || role(master) == "master",
+                )
             },
         )
         .await;
@@ -979,14 +991,18 @@ async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_faul
             ],
         );
         master.kill();
-        wait_until("replica sees its master down", 15, || {
-            field(
-                &cli(stale.port, &["INFO", "replication"]),
-                "master_link_status",
-            )
-            .as_deref()
-                == Some("down")
-        });
+        wait_until(
+            "replica sees its master down",
+            Duration::from_secs(15),
+            || {
+                field(
+                    &cli(stale.port, &["INFO", "replication"]),
+                    "master_link_status",
+                )
+                .as_deref()
+                    == Some("down")
+            },
+        );
         assert_refuses(stale.port, "MASTERDOWN");
         let shim = InProcessShim::start(common::config(&url(&stale), "")).await;
         assert_eq!(raw_status(&shim).await.0, StatusCode::SERVICE_UNAVAILABLE);

@@ -162,7 +162,7 @@ fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> 
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn redis-server");
-    wait_until("redis PING", 15, || {
+    wait_until("redis PING", Duration::from_secs(15), || {
         cli(port, cli_extra, &["PING"]).contains("PONG")
     });
     child
@@ -526,7 +526,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             String::from_utf8_lossy(&out.stderr)
         );
         for p in &ports {
-            wait_until("cluster_state:ok", 30, || {
+            wait_until("cluster_state:ok", Duration::from_secs(30), || {
                 cli(*p, &cli_extra, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
             });
         }
@@ -629,7 +629,7 @@ async fn sentinel_over_tls_with_its_own_password_and_the_masters() {
         sentinel_cli.extend(pass("sentinel-pw"));
         // The sentinel reached the master over TLS with its password: it
         // sees it as a healthy master (no s_down / disconnected flag).
-        wait_until("sentinel sees the master", 20, || {
+        wait_until("sentinel sees the master", Duration::from_secs(20), || {
             let m = cli(sport, &sentinel_cli, &["SENTINEL", "MASTER", "mymaster"]);
             m.contains("flags\nmaster\n")
         });

@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{
-    bounded, free_port, header, module_path, redis_server_binary, three_checks, wait_until,
-    InProcessShim, Procs, RedisProc, TempDir, OK_OK_DENIED,
-};
+use common::{bounded, header, three_checks, wait_until, InProcessShim, RedisProc, OK_OK_DENIED};
 use reqwest::StatusCode;
+use rl_testkit::{Cluster, Flavor, Sentinel};
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
@@ -50,58 +49,8 @@ timeout_ms = {timeout_ms}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
     bounded(90, async {
-        let dir = TempDir::new("cluster");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let mut procs = Procs(vec![]);
-        for p in &ports {
-            let node_dir = dir.0.join(p.to_string());
-            std::fs::create_dir_all(&node_dir).expect("node dir");
-            let child = Command::new(redis_server_binary())
-                .current_dir(&node_dir)
-                .args([
-                    "--port",
-                    &p.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                ])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .arg("--loadmodule")
-                .arg(module_path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn cluster node");
-            procs.0.push(child);
-        }
-        for p in &ports {
-            wait_until("node PING", 10, || {
-                redis_cli(*p, &["PING"]).contains("PONG")
-            });
-        }
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        for p in &ports {
-            wait_until("cluster_state:ok", 20, || {
-                redis_cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-            });
-        }
+        let cluster = Cluster::start(Flavor::Redis, 0, 15_000);
+        let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
 
         let seeds = ports
             .iter()
@@ -149,26 +98,9 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
 async fn sentinel_names_the_master() {
     bounded(60, async {
         let master = RedisProc::start();
-        let dir = TempDir::new("sentinel");
-        let sport = free_port();
-        let conf = dir.0.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {sport}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
-                dir.0.display(),
-                master.port
-            ),
-        )
-        .expect("sentinel.conf");
-        let _sentinel = Procs(vec![Command::new(redis_server_binary())
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sentinel")]);
-        wait_until("sentinel knows the master", 15, || {
+        let sentinel = Sentinel::start(master.port, 1, "");
+        let sport = sentinel.port;
+        wait_until("sentinel knows the master", Duration::from_secs(15), || {
             redis_cli(sport, &["SENTINEL", "get-master-addr-by-name", "mymaster"])
                 .contains(&master.port.to_string())
         });

@@ -4,69 +4,21 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // each test binary uses its own part of it
+pub use rl_testkit::{free_port, module_path, wait_until, Procs, TempDir};
 
 use api_shim::config::Config;
 use api_shim::server::{serve, state_from_config};
 use api_shim::AppState;
 
-/// The module to load: `RL_MODULE`, else `<workspace>/target/debug/libredis_ratelimit.so`.
-/// A missing module fails the test with one line saying how to build it.
-pub fn module_path() -> PathBuf {
-    let path = std::env::var_os("RL_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target/debug/libredis_ratelimit.so")
-        });
-    assert!(
-        path.exists(),
-        "module not found at {}: build it with `cargo build` at the workspace root (or set RL_MODULE)",
-        path.display()
-    );
-    path
-}
-
+/// The Redis 7.0.15 server binary (the kit's `Flavor::Redis`).
 pub fn redis_server_binary() -> PathBuf {
-    std::env::var_os("REDIS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("redis-server"))
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
-
-/// A scratch directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "api-shim-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    rl_testkit::Flavor::Redis.binary()
 }
 
 /// A `redis-server` child process, killed on drop.
@@ -323,27 +275,6 @@ pub async fn bounded<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
 
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Child processes killed (and reaped) on drop.
-pub struct Procs(pub Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Polls `f` until it holds; fails the test after `secs` seconds.
-pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// What three checks in a row get under a two-per-window test policy.
