@@ -254,7 +254,11 @@ fn same_kind(a: &Quota, b: &Quota) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
-fn build_limit(path: &str, raw: &RawLimit, max_log: u64) -> Result<LimitCall, ConfigError> {
+pub(crate) fn build_limit(
+    path: &str,
+    raw: &RawLimit,
+    max_log: u64,
+) -> Result<LimitCall, ConfigError> {
     if !is_name(&raw.name) {
         return err(format!(
             "{path}.name must be 1-64 characters of [A-Za-z0-9_.-], got `{}`",
