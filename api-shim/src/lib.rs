@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod config;
+mod connection;
 pub mod decision;
 pub mod error;
 pub mod http;

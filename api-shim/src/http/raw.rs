@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 
 use super::check::{decision_response, fail_open};
 use super::params::{grammar_error, path_param, Params, RawQuery};
-use super::{reset_field, within, AppState};
+use super::state::{reset_field, within, AppState};
 use crate::backend::BackendError;
 use crate::config::validated::{count, quota_err, sliding};
 use crate::decision::Decision;
