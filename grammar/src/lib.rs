@@ -32,4 +32,4 @@ pub use limits::{
 pub use number::{
     format_rate, format_window, parse_cost, parse_count, parse_rate, parse_window_ms, shown,
 };
-pub use quota::{Algorithm, Quota, QuotaError, TokenBucketQuota, WindowQuota};
+pub use quota::{window_quota, Algorithm, Quota, QuotaError, TokenBucketQuota, WindowQuota};

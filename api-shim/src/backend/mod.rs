@@ -92,39 +92,15 @@ pub trait Backend: Send + Sync + 'static {
 /// The single command and its arguments after the key, cost included, in the
 /// module's usage order (`RL.SLIDING key limit window cost [EXACT|APPROX]`).
 pub fn single_command(quota: &Quota, cost: u64) -> (&'static str, Vec<String>) {
-    use rl_grammar::{format_rate, format_window};
-    match quota {
-        Quota::TokenBucket(q) => (
-            "RL.TOKENBUCKET",
-            vec![
-                q.capacity().to_string(),
-                format_rate(q.rate_nano()),
-                cost.to_string(),
-            ],
-        ),
-        Quota::FixedWindow(q) => (
-            "RL.FIXEDWINDOW",
-            vec![
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-                cost.to_string(),
-            ],
-        ),
-        Quota::SlidingExact(q) | Quota::SlidingApprox(q) => (
-            "RL.SLIDING",
-            vec![
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-                cost.to_string(),
-                if matches!(quota, Quota::SlidingApprox(_)) {
-                    "APPROX"
-                } else {
-                    "EXACT"
-                }
-                .to_owned(),
-            ],
-        ),
-    }
+    let ([first, second], mode) = quota.words();
+    let mut args = vec![first, second, cost.to_string()];
+    args.extend(mode.map(str::to_owned));
+    let command = match quota {
+        Quota::TokenBucket(_) => "RL.TOKENBUCKET",
+        Quota::FixedWindow(_) => "RL.FIXEDWINDOW",
+        Quota::SlidingExact(_) | Quota::SlidingApprox(_) => "RL.SLIDING",
+    };
+    (command, args)
 }
 
 /// `RL.LIMITS` arguments after the key.

@@ -203,15 +203,12 @@ pub fn quota_err(e: QuotaError) -> String {
 
 /// `exact` (default) or `approx`, case-insensitive, as the module takes it.
 pub fn sliding(window: WindowQuota, mode: Option<&[u8]>) -> Result<Quota, String> {
-    match mode {
-        None => Ok(Quota::SlidingExact(window)),
-        Some(m) if m.eq_ignore_ascii_case(b"exact") => Ok(Quota::SlidingExact(window)),
-        Some(m) if m.eq_ignore_ascii_case(b"approx") => Ok(Quota::SlidingApprox(window)),
-        Some(m) => Err(format!(
+    Quota::sliding(window, mode).ok_or_else(|| {
+        format!(
             "ERR mode must be exact or approx, got `{}`",
-            String::from_utf8_lossy(m)
-        )),
-    }
+            String::from_utf8_lossy(mode.unwrap_or_default())
+        )
+    })
 }
 
 /// Same algorithm (EXACT and APPROX differ: the module would start fresh).
