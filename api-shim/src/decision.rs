@@ -18,19 +18,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rl_grammar::{Quota, RATE_SCALE};
 use sfv::{Integer, KeyRef, ListSerializer, StringRef};
 
-use crate::backend::{LimitsReply, Reply};
-use crate::config::{LimitCall, MAX_HEADER_INT};
-
-/// How `X-RateLimit-Reset` is written (`http.x_ratelimit_reset`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ResetStyle {
-    /// The Unix time in seconds at which the binding limit is full again
-    /// (GitHub's API and the seed systems), rounded up.
-    #[default]
-    Unix,
-    /// Seconds from now, rounded up.
-    Delta,
-}
+pub use crate::model::ResetStyle;
+use crate::model::{LimitCall, LimitsReply, Reply, MAX_HEADER_INT};
 
 /// `X-RateLimit-Reset` for one answer: the style with the clock reading it
 /// needs (time is an argument; the handler reads the clock once).

@@ -3,7 +3,8 @@
 //!
 //! - [`http::app`] builds the axum router from an [`http::AppState`].
 //! - [`backend::Backend`] is the only way to Redis; [`redis_backend`] is the
-//!   real one, [`backend::FakeBackend`] an in-memory one for tests.
+//!   real one, [`backend::fake::FakeBackend`] an in-memory one for tests (feature
+//!   `test-util`).
 //! - [`config::Config`] is the validated TOML file; limits go through the
 //!   module's own grammar (`rl_grammar`).
 //! - [`identity::resolve`] turns a request into policy, tier, key and the
@@ -19,11 +20,13 @@
 
 pub mod backend;
 pub mod config;
+mod connection;
 pub mod decision;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod model;
 pub mod redis_backend;
 pub mod sentinel;
 pub mod server;

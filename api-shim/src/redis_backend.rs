@@ -20,10 +20,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
-    TlsCertificates, Value,
-};
+use redis::{Cmd, ErrorKind, RedisError, Value};
 use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
@@ -32,7 +29,8 @@ use crate::backend::{
     changed_at_key, classify_server_error, single_command, Backend, BackendError, LimitsReply,
     ModeChange, Readiness, Reply, SystemMode,
 };
-use crate::config::{Config, LimitCall, RedisAuth, RedisTarget};
+use crate::config::{Config, LimitCall, RedisTarget};
+use crate::connection::{client_for, tls_certs};
 use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
@@ -67,45 +65,6 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
 
 fn config_error(e: RedisError) -> String {
     format!("redis configuration: {e}")
-}
-
-/// `info` with the configured credentials, if any (otherwise the URL's own).
-pub(crate) fn with_auth(info: ConnectionInfo, auth: &RedisAuth) -> ConnectionInfo {
-    let Some(password) = &auth.password else {
-        return info;
-    };
-    let mut settings = info.redis_settings().clone().set_password(password);
-    if let Some(user) = &auth.username {
-        settings = settings.set_username(user);
-    }
-    info.set_redis_settings(settings)
-}
-
-/// The CA certificates for `rediss://`, as the redis crate takes them: they
-/// replace the system roots.
-fn tls_certs(ca: &[u8]) -> TlsCertificates {
-    TlsCertificates {
-        client_tls: None,
-        root_cert: Some(ca.to_vec()),
-    }
-}
-
-/// A client for `info`; a TLS one trusts `tls_ca` (instead of the system
-/// roots) when it is set.
-pub(crate) fn client(info: ConnectionInfo, tls_ca: Option<&[u8]>) -> Result<Client, RedisError> {
-    match (tls_ca, info.addr()) {
-        (Some(ca), ConnectionAddr::TcpTls { .. }) => Client::build_with_tls(info, tls_certs(ca)),
-        _ => Client::open(info),
-    }
-}
-
-/// A client for `url` with `auth` and the CA of `[redis] tls_ca_file`.
-pub(crate) fn client_for(
-    url: &str,
-    auth: &RedisAuth,
-    tls_ca: Option<&[u8]>,
-) -> Result<Client, RedisError> {
-    client(with_auth(url.into_connection_info()?, auth), tls_ca)
 }
 
 impl RedisBackend {

@@ -39,7 +39,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 
 use crate::config::{Config, RedisAuth};
-use crate::redis_backend::client_for;
+use crate::connection::client_for;
 
 /// Sentinel events that start (or advance) a failover of a master.
 const START_EVENTS: [&str; 9] = [

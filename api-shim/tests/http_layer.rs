@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use api_shim::backend::{FakeBackend, FAKE_RETRY_MS};
+use api_shim::backend::fake::{FakeBackend, FAKE_RETRY_MS};
 use api_shim::config::Config;
 use api_shim::{app, AppState};
 use axum::body::Body;

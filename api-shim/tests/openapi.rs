@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use api_shim::backend::FakeBackend;
+use api_shim::backend::fake::FakeBackend;
 use api_shim::config::Config;
 use api_shim::http::ops::OPENAPI;
 use api_shim::http::route_table;

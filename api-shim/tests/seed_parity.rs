@@ -79,7 +79,7 @@ async fn raw_endpoints_stay_off_by_default_for_get() {
     let cfg = api_shim::config::Config::from_toml(ONE_POLICY, |_| None).expect("config");
     let state = api_shim::AppState::new(
         cfg,
-        std::sync::Arc::new(api_shim::backend::FakeBackend::new()),
+        std::sync::Arc::new(api_shim::backend::fake::FakeBackend::new()),
     )
     .expect("state");
     use tower::ServiceExt;

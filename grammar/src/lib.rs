@@ -19,10 +19,12 @@
     )
 )]
 
+mod bounds;
 mod limits;
 mod number;
 mod quota;
 
+pub use bounds::{EXACT_MAX_LOG_DEFAULT, MAX_COUNT, MAX_WINDOW_MS, RATE_SCALE};
 pub use limits::{
     name_hash, parse_limits, parse_limits_borrowed, BorrowedSpec, LimitSpec, MAX_LIMITS,
     MAX_NAME_LEN, USAGE_LIMITS,
@@ -30,7 +32,4 @@ pub use limits::{
 pub use number::{
     format_rate, format_window, parse_cost, parse_count, parse_rate, parse_window_ms, shown,
 };
-pub use quota::{
-    Algorithm, Quota, QuotaError, TokenBucketQuota, WindowQuota, EXACT_MAX_LOG_DEFAULT, MAX_COUNT,
-    MAX_WINDOW_MS, RATE_SCALE,
-};
+pub use quota::{window_quota, Algorithm, Quota, QuotaError, TokenBucketQuota, WindowQuota};

@@ -7,7 +7,7 @@
 //!         each optionally followed by COST n and/or SHADOW (once each, any order)
 //! ```
 
-use crate::number::{parse_cost, parse_count, parse_rate, parse_window_ms, shown};
+use crate::number::{parse_cost, parse_count, parse_rate, shown};
 use crate::quota::{Quota, TokenBucketQuota, WindowQuota};
 
 pub const USAGE_LIMITS: &str = "RL.LIMITS key cost spec [spec ...], spec: [NAME name] TOKENBUCKET capacity rate | FIXEDWINDOW limit window | SLIDING limit window [EXACT|APPROX], then [COST n] [SHADOW]";
@@ -172,10 +172,13 @@ fn parse_spec<'a, 'b>(mut args: &'b [&'a [u8]]) -> Result<Parsed<'a, 'b>, String
                 return Err(needs("SLIDING", "limit and window"));
             };
             let q = window_quota(limit, window)?;
+            // A word other than EXACT/APPROX is the next option, not a mode.
             match rest {
-                [m, rest @ ..] if is(m, "EXACT") => (Quota::SlidingExact(q), rest),
-                [m, rest @ ..] if is(m, "APPROX") => (Quota::SlidingApprox(q), rest),
-                _ => (Quota::SlidingExact(q), rest),
+                [m, tail @ ..] => match Quota::sliding(q, Some(m)) {
+                    Some(q) => (q, tail),
+                    None => (Quota::SlidingExact(q), rest),
+                },
+                [] => (Quota::SlidingExact(q), rest),
             }
         }
         [other, ..] => {
@@ -222,9 +225,7 @@ fn parse_spec<'a, 'b>(mut args: &'b [&'a [u8]]) -> Result<Parsed<'a, 'b>, String
 }
 
 fn window_quota(limit: &[u8], window: &[u8]) -> Result<WindowQuota, String> {
-    let limit = parse_count("limit", limit, 1).map_err(strip)?;
-    let window_ms = parse_window_ms(window).map_err(strip)?;
-    WindowQuota::new(limit, window_ms).map_err(|e| format!("limit {e}"))
+    crate::quota::window_quota(limit, window).map_err(strip)
 }
 
 /// A parser's message without its `ERR ` (the caller adds its own prefix).

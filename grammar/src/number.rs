@@ -1,6 +1,6 @@
 //! Numbers as the commands take them, and back to text.
 
-use crate::quota::{MAX_COUNT, MAX_WINDOW_MS, RATE_SCALE};
+use crate::bounds::{MAX_COUNT, MAX_WINDOW_MS, RATE_SCALE};
 
 /// Shows a user's argument in an error safely: short, printable, one line.
 pub fn shown(arg: &[u8]) -> String {

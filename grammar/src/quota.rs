@@ -2,14 +2,7 @@
 
 use std::fmt;
 
-/// Largest capacity, limit or cost: replies carry signed 64-bit integers.
-pub const MAX_COUNT: u64 = i64::MAX as u64;
-/// Longest window: about 31.7 years, so that time arithmetic never overflows.
-pub const MAX_WINDOW_MS: u64 = 1_000_000_000_000;
-/// Rates are kept in nano-tokens per second (nine decimal places, exact).
-pub const RATE_SCALE: u64 = 1_000_000_000;
-/// Default of `ratelimit.exact-max-log`: the most entries an `EXACT` log keeps.
-pub const EXACT_MAX_LOG_DEFAULT: u64 = 4096;
+use crate::bounds::{MAX_COUNT, MAX_WINDOW_MS};
 
 /// Why a quota could not be built. The glue turns these into `ERR` replies
 /// that name the argument.
@@ -158,34 +151,59 @@ impl Quota {
         Ok(())
     }
 
+    /// The quota's two parameters as every command takes them (`capacity
+    /// rate` or `limit window`, shortest exact decimals) and the sliding
+    /// window's mode word: the one rendering of a quota into command words.
+    pub fn words(&self) -> ([String; 2], Option<&'static str>) {
+        use crate::number::{format_rate, format_window};
+        match self {
+            Quota::TokenBucket(q) => ([q.capacity().to_string(), format_rate(q.rate_nano())], None),
+            Quota::FixedWindow(q) => ([q.limit().to_string(), format_window(q.window_ms())], None),
+            Quota::SlidingExact(q) => (
+                [q.limit().to_string(), format_window(q.window_ms())],
+                Some("EXACT"),
+            ),
+            Quota::SlidingApprox(q) => (
+                [q.limit().to_string(), format_window(q.window_ms())],
+                Some("APPROX"),
+            ),
+        }
+    }
+
     /// The words of this quota in an `RL.LIMITS` spec, e.g.
     /// `TOKENBUCKET 10 0.5` or `SLIDING 100 60 APPROX`.
     pub fn args(&self) -> Vec<String> {
-        use crate::number::{format_rate, format_window};
-        match self {
-            Quota::TokenBucket(q) => vec![
-                "TOKENBUCKET".into(),
-                q.capacity().to_string(),
-                format_rate(q.rate_nano()),
-            ],
-            Quota::FixedWindow(q) => vec![
-                "FIXEDWINDOW".into(),
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-            ],
-            Quota::SlidingExact(q) | Quota::SlidingApprox(q) => vec![
-                "SLIDING".into(),
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-                if matches!(self, Quota::SlidingExact(_)) {
-                    "EXACT"
-                } else {
-                    "APPROX"
-                }
-                .into(),
-            ],
+        let keyword = match self {
+            Quota::TokenBucket(_) => "TOKENBUCKET",
+            Quota::FixedWindow(_) => "FIXEDWINDOW",
+            Quota::SlidingExact(_) | Quota::SlidingApprox(_) => "SLIDING",
+        };
+        let ([first, second], mode) = self.words();
+        let mut out = vec![keyword.to_owned(), first, second];
+        out.extend(mode.map(str::to_owned));
+        out
+    }
+
+    /// A sliding window in the mode a caller named: `EXACT` or `APPROX` in
+    /// any case, `EXACT` when none is named; `None` for any other word (each
+    /// command says so in its own words).
+    pub fn sliding(window: WindowQuota, mode: Option<&[u8]>) -> Option<Quota> {
+        match mode {
+            None => Some(Quota::SlidingExact(window)),
+            Some(m) if m.eq_ignore_ascii_case(b"EXACT") => Some(Quota::SlidingExact(window)),
+            Some(m) if m.eq_ignore_ascii_case(b"APPROX") => Some(Quota::SlidingApprox(window)),
+            Some(_) => None,
         }
     }
+}
+
+/// `limit` and `window` as `RL.FIXEDWINDOW`, `RL.SLIDING` and `RL.LIMITS`
+/// take them; the error is the module's `ERR …` line.
+pub fn window_quota(limit: &[u8], window: &[u8]) -> Result<WindowQuota, String> {
+    use crate::number::{parse_count, parse_window_ms};
+    let limit = parse_count("limit", limit, 1)?;
+    let window_ms = parse_window_ms(window)?;
+    WindowQuota::new(limit, window_ms).map_err(|e| format!("ERR limit {e}"))
 }
 
 #[cfg(test)]

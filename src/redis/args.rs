@@ -3,8 +3,8 @@
 //! shared grammar's (`rl_grammar`), which the HTTP shim uses too.
 
 use rl_grammar::{
-    parse_cost, parse_count as count, parse_rate as rate, parse_window_ms as window_ms, shown,
-    Quota, QuotaError, TokenBucketQuota, WindowQuota, MAX_COUNT, RATE_SCALE,
+    parse_cost, parse_count as count, parse_rate as rate, shown, window_quota, Quota, QuotaError,
+    TokenBucketQuota, MAX_COUNT, RATE_SCALE,
 };
 
 /// One-line usage of each command, as the README shows it.
@@ -45,12 +45,6 @@ pub fn token_bucket(args: &[&[u8]]) -> Result<Call, String> {
     })
 }
 
-fn window_quota(limit: &[u8], window: &[u8]) -> Result<WindowQuota, String> {
-    let limit = count("limit", limit, 1)?;
-    let window_ms = window_ms(window)?;
-    WindowQuota::new(limit, window_ms).map_err(|e| quota_error("limit", e))
-}
-
 /// `RL.FIXEDWINDOW key limit window cost`
 pub fn fixed_window(args: &[&[u8]]) -> Result<Call, String> {
     let [limit, window, cost] = args else {
@@ -72,17 +66,12 @@ pub fn sliding(args: &[&[u8]]) -> Result<Call, String> {
     };
     let quota = window_quota(limit, window)?;
     let cost = parse_cost(cost)?;
-    let quota = match mode {
-        None => Quota::SlidingExact(quota),
-        Some(m) if m.eq_ignore_ascii_case(b"EXACT") => Quota::SlidingExact(quota),
-        Some(m) if m.eq_ignore_ascii_case(b"APPROX") => Quota::SlidingApprox(quota),
-        Some(m) => {
-            return Err(format!(
-                "ERR unknown option '{}': expected EXACT or APPROX",
-                shown(m)
-            ))
-        }
-    };
+    let quota = Quota::sliding(quota, mode.map(|m| &**m)).ok_or_else(|| {
+        format!(
+            "ERR unknown option '{}': expected EXACT or APPROX",
+            shown(mode.map_or(&[][..], |m| &**m))
+        )
+    })?;
     Ok(Call { quota, cost })
 }
 

@@ -13,7 +13,7 @@ use super::{
     limits_args, single_command, Backend, BackendError, LimitsReply, ModeChange, Readiness, Reply,
     SystemMode,
 };
-use crate::config::LimitCall;
+use crate::model::LimitCall;
 
 /// Fixed retry/reset the fake reports, so tests can check rounding.
 pub const FAKE_RETRY_MS: i64 = 1_001;

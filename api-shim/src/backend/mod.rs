@@ -6,77 +6,13 @@
 //! [`crate::redis_backend`]; [`fake::FakeBackend`] is an in-memory stand-in so
 //! the HTTP layer can be tested without a server.
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 
 use async_trait::async_trait;
 use rl_grammar::Quota;
 
-use crate::config::LimitCall;
-
-pub use fake::{FakeBackend, FAKE_RESET_MS, FAKE_RETRY_MS};
-
-/// The module's five-field reply (SPEC §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
-    pub allowed: bool,
-    pub limit: i64,
-    pub remaining: i64,
-    /// 0 if allowed, -1 if the call can never succeed.
-    pub retry_after_ms: i64,
-    pub reset_after_ms: i64,
-}
-
-impl Reply {
-    /// From the five integers in reply order.
-    pub fn from_values(values: &[i64]) -> Option<Reply> {
-        match values {
-            [allowed, limit, remaining, retry, reset] => Some(Reply {
-                allowed: *allowed == 1,
-                limit: *limit,
-                remaining: *remaining,
-                retry_after_ms: *retry,
-                reset_after_ms: *reset,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// The `RL.LIMITS` reply: the decision, the binding limit's position and one
-/// reply per limit, in the order sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitsReply {
-    pub allowed: bool,
-    pub binding: usize,
-    pub limits: Vec<Reply>,
-}
-
-/// Shared system state (SPEC §2 "load-aware mode").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum SystemMode {
-    #[default]
-    Normal,
-    Degraded,
-}
-
-impl SystemMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SystemMode::Normal => "NORMAL",
-            SystemMode::Degraded => "DEGRADED",
-        }
-    }
-
-    /// Unknown stored values count as NORMAL: a typo in Redis must not shed load.
-    pub fn parse_lenient(s: &str) -> SystemMode {
-        if s.eq_ignore_ascii_case("DEGRADED") {
-            SystemMode::Degraded
-        } else {
-            SystemMode::Normal
-        }
-    }
-}
+pub use crate::model::{changed_at_key, LimitCall, LimitsReply, Reply, SystemMode};
 
 /// What a mode change found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +22,6 @@ pub struct ModeChange {
     /// When the mode last changed (Unix ms): `now_ms` if this call changed
     /// it, else the stored time (`None` if it never changed through a shim).
     pub changed_at_ms: Option<u64>,
-}
-
-/// The key holding when the mode last changed (Unix ms), beside the mode key,
-/// which keeps holding the bare `NORMAL`/`DEGRADED` as before.
-pub fn changed_at_key(mode_key: &str) -> String {
-    format!("{mode_key}:changed_at")
 }
 
 /// Readiness facts.
@@ -162,39 +92,15 @@ pub trait Backend: Send + Sync + 'static {
 /// The single command and its arguments after the key, cost included, in the
 /// module's usage order (`RL.SLIDING key limit window cost [EXACT|APPROX]`).
 pub fn single_command(quota: &Quota, cost: u64) -> (&'static str, Vec<String>) {
-    use rl_grammar::{format_rate, format_window};
-    match quota {
-        Quota::TokenBucket(q) => (
-            "RL.TOKENBUCKET",
-            vec![
-                q.capacity().to_string(),
-                format_rate(q.rate_nano()),
-                cost.to_string(),
-            ],
-        ),
-        Quota::FixedWindow(q) => (
-            "RL.FIXEDWINDOW",
-            vec![
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-                cost.to_string(),
-            ],
-        ),
-        Quota::SlidingExact(q) | Quota::SlidingApprox(q) => (
-            "RL.SLIDING",
-            vec![
-                q.limit().to_string(),
-                format_window(q.window_ms()),
-                cost.to_string(),
-                if matches!(quota, Quota::SlidingApprox(_)) {
-                    "APPROX"
-                } else {
-                    "EXACT"
-                }
-                .to_owned(),
-            ],
-        ),
-    }
+    let ([first, second], mode) = quota.words();
+    let mut args = vec![first, second, cost.to_string()];
+    args.extend(mode.map(str::to_owned));
+    let command = match quota {
+        Quota::TokenBucket(_) => "RL.TOKENBUCKET",
+        Quota::FixedWindow(_) => "RL.FIXEDWINDOW",
+        Quota::SlidingExact(_) | Quota::SlidingApprox(_) => "RL.SLIDING",
+    };
+    (command, args)
 }
 
 /// `RL.LIMITS` arguments after the key.

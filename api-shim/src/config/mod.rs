@@ -8,21 +8,18 @@
 //! A [`Loader`] remembers where the configuration came from so that a reload
 //! (SIGHUP, or every `reload_interval_ms`) reads and validates it whole again.
 
+mod error;
 pub mod raw;
 pub mod validated;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use error::ConfigError;
 pub use validated::{
     Config, DecisionLog, IdentityKind, LimitCall, Policy, RedisAuth, RedisTarget, Tier,
     MAX_HEADER_INT,
 };
-
-/// A configuration error; the message names the field.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
 
 /// Environment variables the shim reads (besides `SHIM_CONFIG`).
 pub const ENV_OVERRIDES: &[&str] = &[

@@ -13,15 +13,10 @@ use axum::http::HeaderName;
 use ipnet::IpNet;
 use rl_grammar::{LimitSpec, Quota, QuotaError, TokenBucketQuota, WindowQuota};
 
+use super::error::ConfigError;
 use super::raw::{Number, RawConfig, RawLimit, RawTier};
-use super::ConfigError;
-use crate::backend::SystemMode;
-use crate::decision::ResetStyle;
-
-/// Largest integer a structured header field can carry (RFC 9651: 15 digits).
-/// Counts above it could not be reported in `RateLimit-Policy`, so they are
-/// refused where they enter (configuration, raw endpoint parameters).
-pub const MAX_HEADER_INT: u64 = 999_999_999_999_999;
+use crate::model::{changed_at_key, ResetStyle, SystemMode};
+pub use crate::model::{LimitCall, MAX_HEADER_INT};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -68,36 +63,6 @@ pub enum IdentityKind {
     /// A user id set by a trusted upstream: every value is its own identity,
     /// believed only when the peer is in `identity.trusted_proxies`.
     User,
-}
-
-/// One limit as sent in `RL.LIMITS`: the display name and the spec (which
-/// carries the same name as `NAME`), walked once at load time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LimitCall {
-    pub name: String,
-    spec: LimitSpec,
-    /// `spec.args()`, rendered once at load time (the hot path only copies).
-    words: Vec<String>,
-}
-
-impl LimitCall {
-    pub fn new(name: String, spec: LimitSpec) -> LimitCall {
-        let words = spec.args();
-        LimitCall { name, spec, words }
-    }
-
-    /// The spec's words in `RL.LIMITS`: `NAME n ALGO params [SHADOW]`.
-    pub fn words(&self) -> &[String] {
-        &self.words
-    }
-
-    pub fn quota(&self) -> &Quota {
-        &self.spec.quota
-    }
-
-    pub fn shadow(&self) -> bool {
-        self.spec.shadow
-    }
 }
 
 /// One tier with the calls of each mode, built once at load time.
@@ -238,15 +203,12 @@ pub fn quota_err(e: QuotaError) -> String {
 
 /// `exact` (default) or `approx`, case-insensitive, as the module takes it.
 pub fn sliding(window: WindowQuota, mode: Option<&[u8]>) -> Result<Quota, String> {
-    match mode {
-        None => Ok(Quota::SlidingExact(window)),
-        Some(m) if m.eq_ignore_ascii_case(b"exact") => Ok(Quota::SlidingExact(window)),
-        Some(m) if m.eq_ignore_ascii_case(b"approx") => Ok(Quota::SlidingApprox(window)),
-        Some(m) => Err(format!(
+    Quota::sliding(window, mode).ok_or_else(|| {
+        format!(
             "ERR mode must be exact or approx, got `{}`",
-            String::from_utf8_lossy(m)
-        )),
-    }
+            String::from_utf8_lossy(mode.unwrap_or_default())
+        )
+    })
 }
 
 /// Same algorithm (EXACT and APPROX differ: the module would start fresh).
@@ -254,7 +216,11 @@ fn same_kind(a: &Quota, b: &Quota) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
-fn build_limit(path: &str, raw: &RawLimit, max_log: u64) -> Result<LimitCall, ConfigError> {
+pub(crate) fn build_limit(
+    path: &str,
+    raw: &RawLimit,
+    max_log: u64,
+) -> Result<LimitCall, ConfigError> {
     if !is_name(&raw.name) {
         return err(format!(
             "{path}.name must be 1-64 characters of [A-Za-z0-9_.-], got `{}`",
@@ -352,12 +318,6 @@ fn build_list(path: &str, raws: &[RawLimit], max_log: u64) -> Result<Vec<LimitCa
     Ok(out)
 }
 
-fn shadowed(c: &LimitCall) -> LimitCall {
-    let mut spec = c.spec.clone();
-    spec.shadow = true;
-    LimitCall::new(c.name.clone(), spec)
-}
-
 fn build_tier(path: &str, name: &str, rt: &RawTier, max_log: u64) -> Result<Tier, ConfigError> {
     if rt.limits.is_empty() {
         return err(format!("{path}.limits must define at least one limit"));
@@ -387,7 +347,7 @@ fn build_tier(path: &str, name: &str, rt: &RawTier, max_log: u64) -> Result<Tier
     }
     for d in &degraded {
         if !normal.iter().any(|n| n.name == d.name) {
-            normal_calls.push(shadowed(d));
+            normal_calls.push(d.shadowed());
             degraded_calls.push(d.clone());
         }
     }
@@ -546,7 +506,7 @@ fn check_disjoint(raw_prefix: &str, key_prefix: &str, mode_key: &str) -> Result<
             "raw.key_prefix `{raw_prefix}` overlaps the policy keys (`{policy_space}…`): choose a prefix neither starts the other"
         ));
     }
-    let changed_at = crate::backend::changed_at_key(mode_key);
+    let changed_at = changed_at_key(mode_key);
     if mode_key.starts_with(raw_prefix) || changed_at.starts_with(raw_prefix) {
         return err(format!(
             "raw.key_prefix `{raw_prefix}` covers redis.mode_key `{mode_key}` (or `{changed_at}`)"

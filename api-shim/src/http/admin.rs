@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{within, AppState};
+use super::state::{within, AppState};
 use crate::backend::SystemMode;
 use crate::error::ApiError;
 use crate::identity::secret_eq;

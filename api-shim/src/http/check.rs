@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::params::{path_param, Params, Peer, RawQuery};
-use super::{reset_field, within, AppState, DecisionInfo};
+use super::state::{reset_field, within, AppState, DecisionInfo};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::{Config, LimitCall};
 use crate::decision::{

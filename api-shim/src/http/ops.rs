@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{within, AppState};
+use super::state::{within, AppState};
 use crate::error::{problem, ApiError, ErrorCause};
 
 /// `GET /health`: the process is up (no Redis call).

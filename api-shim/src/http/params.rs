@@ -77,13 +77,14 @@ impl Params {
             .ok_or_else(|| ApiError::BadRequest(format!("`{name}` is required")))
     }
 
-    /// `cost`: a whole number >= 0, default 1 (0 inspects without consuming).
-    /// Refunds (negative costs) are not exposed over HTTP.
+    /// `cost`: a whole number >= 0, default 1 (0 inspects without consuming),
+    /// read by the module's cost grammar (so `+5` is refused and `5.0` taken,
+    /// as the module does). Refunds (negative costs) are not exposed over HTTP.
     pub fn cost(&self) -> Result<u64, ApiError> {
         match self.get("cost") {
             None => Ok(1),
-            Some(s) => match s.parse::<u64>() {
-                Ok(v) if v <= MAX_HEADER_INT => Ok(v),
+            Some(s) => match rl_grammar::parse_cost(s.as_bytes()).map(u64::try_from) {
+                Ok(Ok(v)) if v <= MAX_HEADER_INT => Ok(v),
                 _ => Err(ApiError::BadRequest(format!(
                     "`cost` must be a whole number from 0 to {MAX_HEADER_INT}, got `{s}`"
                 ))),

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 
 use super::check::{decision_response, fail_open};
 use super::params::{grammar_error, path_param, Params, RawQuery};
-use super::{reset_field, within, AppState};
+use super::state::{reset_field, within, AppState};
 use crate::backend::BackendError;
 use crate::config::validated::{count, quota_err, sliding};
 use crate::decision::Decision;
@@ -167,4 +167,109 @@ async fn raw(
         reset_field(&cfg),
         json!({ "key": key }),
     ))
+}
+
+/// Every door of the shim takes a value exactly when the module's grammar
+/// does: the raw endpoints' query string and a limit in the TOML file,
+/// compared with the parsers `RL.*` runs on its arguments. The shim adds one
+/// bound of its own (counts must fit a structured header field), so the
+/// module's verdict is compared within that bound.
+#[cfg(test)]
+mod same_verdict {
+    use axum::extract::Query;
+    use proptest::prelude::*;
+
+    use super::{Kind, Params};
+    use crate::config::raw::{Number, RawLimit};
+    use crate::config::validated::build_limit;
+    use crate::config::MAX_HEADER_INT;
+
+    const MAX_LOG: u64 = rl_grammar::EXACT_MAX_LOG_DEFAULT;
+
+    fn http(kind: Kind, pairs: &[(&str, &str)]) -> bool {
+        let q = Query(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        Params::new(Ok(q), kind.known())
+            .and_then(|p| kind.quota(&p, MAX_LOG))
+            .is_ok()
+    }
+
+    fn toml(algorithm: &str, fields: &[(&str, &str)]) -> bool {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| Number::Text(v.to_string()))
+        };
+        let raw = RawLimit {
+            name: "l".into(),
+            algorithm: algorithm.into(),
+            capacity: get("capacity"),
+            rate: get("rate"),
+            limit: get("limit"),
+            window: get("window"),
+            mode: None,
+            shadow: false,
+        };
+        build_limit("limits[0]", &raw, MAX_LOG).is_ok()
+    }
+
+    fn module_count(s: &str) -> bool {
+        rl_grammar::parse_count("limit", s.as_bytes(), 1).is_ok_and(|v| v <= MAX_HEADER_INT)
+    }
+
+    fn module_window(s: &str) -> bool {
+        rl_grammar::parse_window_ms(s.as_bytes()).is_ok()
+    }
+
+    fn module_rate(s: &str) -> bool {
+        rl_grammar::parse_rate(s.as_bytes()).is_ok()
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[-+0-9.eE a-z]{0,6}",
+            "[+-]?[0-9]{1,20}(\\.[0-9]{0,12})?",
+            Just("999999999999999".to_owned()),
+            Just("1000000000000000".to_owned()),
+            Just("0.0005".to_owned()),
+            Just("5.0".to_owned()),
+            Just("+5".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn window_and_limit(v in value()) {
+            let window = [("limit", "1"), ("window", v.as_str())];
+            let limit = [("limit", v.as_str()), ("window", "1")];
+            prop_assert_eq!(http(Kind::FixedWindow, &window), module_window(&v));
+            prop_assert_eq!(toml("fixedwindow", &window), module_window(&v));
+            prop_assert_eq!(http(Kind::FixedWindow, &limit), module_count(&v));
+            prop_assert_eq!(toml("fixedwindow", &limit), module_count(&v));
+        }
+
+        #[test]
+        fn capacity_and_rate(v in value()) {
+            let rate = [("capacity", "1"), ("rate", v.as_str())];
+            let capacity = [("capacity", v.as_str()), ("rate", "1")];
+            prop_assert_eq!(http(Kind::TokenBucket, &rate), module_rate(&v));
+            prop_assert_eq!(toml("tokenbucket", &rate), module_rate(&v));
+            prop_assert_eq!(http(Kind::TokenBucket, &capacity), module_count(&v));
+            prop_assert_eq!(toml("tokenbucket", &capacity), module_count(&v));
+        }
+
+        #[test]
+        fn cost(v in value()) {
+            let q = Query(vec![("cost".to_owned(), v.clone())]);
+            let shim = Params::new(Ok(q), &["cost"]).and_then(|p| p.cost()).is_ok();
+            let module = rl_grammar::parse_cost(v.as_bytes())
+                .is_ok_and(|c| (0..=MAX_HEADER_INT as i64).contains(&c));
+            prop_assert_eq!(shim, module);
+        }
+    }
 }

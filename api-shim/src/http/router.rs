@@ -11,7 +11,8 @@ use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
-use super::{admin, check, docs, ops, raw, status, AppState, DecisionInfo};
+use super::state::{AppState, DecisionInfo};
+use super::{admin, check, docs, ops, raw, status};
 use crate::config::DecisionLog;
 use crate::error::{problem, ApiError, ErrorCause, Outcome};
 

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::check::{decide, Purpose, Verdict};
 use super::params::{path_param, Peer, RawQuery};
-use super::{reset_field, AppState};
+use super::state::{reset_field, AppState};
 use crate::error::{ApiError, Outcome};
 
 /// `GET /v1/status/{policy}`: 200 with every limit's state; never 429.
