@@ -30,7 +30,7 @@ mod registration {
     use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
-    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, propagation};
+    use crate::redis::{command_docs, config, datatype::RATELIMIT_TYPE, info, propagation};
 
     /// A command callback over the server's own argument vector: the
     /// wrapper's `commands` list would first copy every argument into an
@@ -114,6 +114,9 @@ mod registration {
                 return Status::Err;
             }
         }
+        // COMMAND DOCS / INFO / GETKEYS and redis-cli hints, where the
+        // server has the API (the `commands` list is registered by now).
+        command_docs::document(ctx);
         propagation::init(ctx)
     }
 
