@@ -26,7 +26,9 @@ pub mod redis;
 mod registration {
     use std::ffi::{c_int, CStr};
 
-    use redis_module::configuration::ConfigurationFlags;
+    use redis_module::configuration::{
+        get_i64_default_config_value, register_i64_configuration, ConfigurationFlags,
+    };
     use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
@@ -102,7 +104,65 @@ mod registration {
         Status::Ok
     }
 
-    fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    /// `ratelimit.exact-max-log`: registered here rather than through the
+    /// macro's `configurations`, which ignores what `LoadConfigs` answers
+    /// (a `MODULE LOADEX … CONFIG ratelimit.exact-max-log 0` then left a
+    /// half-loaded module that could not be unloaded) and takes a module
+    /// argument (`exact-max-log N`) unchecked as the default.
+    fn configure(ctx: &Context, args: &[RedisString]) -> Status {
+        const NAME: &str = "exact-max-log";
+        const MIN: i64 = 1;
+        const MAX: i64 = 1_000_000;
+        let default = match get_i64_default_config_value(args, NAME, config::EXACT_MAX_LOG_DEFAULT)
+        {
+            Ok(v) if (MIN..=MAX).contains(&v) => v,
+            Ok(v) => {
+                ctx.log_warning(&format!(
+                    "ratelimit: module argument {NAME} {v} must be between {MIN} and {MAX}"
+                ));
+                return Status::Err;
+            }
+            Err(e) => {
+                ctx.log_warning(&format!(
+                    "ratelimit: module argument {NAME} must be an integer between {MIN} and {MAX} ({e})"
+                ));
+                return Status::Err;
+            }
+        };
+        // Servers without module configs (before 7.0) keep the default.
+        // SAFETY: the API table is filled by RedisModule_Init before OnLoad.
+        let (Some(_), Some(load)) = (unsafe {
+            (
+                raw::RedisModule_RegisterNumericConfig,
+                raw::RedisModule_LoadConfigs,
+            )
+        }) else {
+            config::EXACT_MAX_LOG.store(default, std::sync::atomic::Ordering::Relaxed);
+            return Status::Ok;
+        };
+        register_i64_configuration(
+            ctx,
+            NAME,
+            &config::EXACT_MAX_LOG,
+            default,
+            MIN,
+            MAX,
+            ConfigurationFlags::DEFAULT,
+            None,
+        );
+        // SAFETY: OnLoad's context; applies `MODULE LOADEX … CONFIG` values
+        // and config-file lines, or the defaults.
+        if unsafe { load(ctx.ctx) } != raw::REDISMODULE_OK as c_int {
+            ctx.log_warning("ratelimit: a ratelimit.* config was refused; module not loaded");
+            return Status::Err;
+        }
+        Status::Ok
+    }
+
+    fn init(ctx: &Context, args: &[RedisString]) -> Status {
+        if configure(ctx, args) == Status::Err {
+            return Status::Err;
+        }
         // Handle truncated payloads ourselves (an error, not an abort), and
         // signal modified keys only when a call really writes.
         ctx.set_module_options(
@@ -136,14 +196,5 @@ mod registration {
             ["RL.SETSTATE", command::set_state, "write", 1, 1, 1, "", "write"],
             ["RL.EXACTADD", command::exact_add, "write", 1, 1, 1, "", "write"],
         ],
-        configurations: [
-            i64: [
-                ["exact-max-log", &config::EXACT_MAX_LOG, config::EXACT_MAX_LOG_DEFAULT, 1, 1_000_000, ConfigurationFlags::DEFAULT, None],
-            ],
-            string: [],
-            bool: [],
-            enum: [],
-            module_args_as_configuration: true,
-        ]
     }
 }

@@ -264,7 +264,42 @@ fn command_info_and_getkeys(f: Flavor) {
     assert!(common::err(&mut c, "RL.TOKENBUCKET").starts_with("ERR wrong number of arguments"));
 }
 
+/// `INFO ratelimit` shows exactly the fields the README's table lists.
+fn info_fields_are_the_readme_table(f: Flavor) {
+    let s = Server::start(f);
+    let mut c = s.conn();
+    let info: String = redis::cmd("INFO")
+        .arg("ratelimit")
+        .query(&mut c)
+        .expect("INFO");
+    let served: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| {
+            assert!(
+                value.trim().parse::<u64>().is_ok(),
+                "{name}:{value} is not an integer"
+            );
+            name
+        })
+        .collect();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `ratelimit_"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(rest, _)| rest)
+        .collect();
+    let served: Vec<String> = served
+        .iter()
+        .map(|n| n.trim_start_matches("ratelimit_").to_string())
+        .collect();
+    assert_eq!(served, documented, "{f:?}");
+}
+
 on_both_servers!(
+    info_fields_are_the_readme_table,
     command_docs_are_the_readme_usage,
     internal_commands_say_so,
     command_info_and_getkeys
