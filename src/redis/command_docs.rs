@@ -430,7 +430,7 @@ pub fn document(ctx: &Context) {
         let mut store = Vec::new();
         let args = raw_args(doc.args, &mut store);
         let mut specs = key_specs(doc.key);
-        let mut info = raw::RedisModuleCommandInfo {
+        let info = raw::RedisModuleCommandInfo {
             version: &INFO_VERSION,
             summary: doc.summary.as_ptr(),
             complexity: doc.complexity.as_ptr(),
@@ -447,7 +447,7 @@ pub fn document(ctx: &Context) {
         };
         // SAFETY: `info` and everything it points to (statics, `specs`,
         // `store`) outlive the call; the server copies what it keeps.
-        let set = unsafe { set_info(cmd, &mut info) };
+        let set = unsafe { set_info(cmd, &info) };
         if set != raw::REDISMODULE_OK as c_int {
             ctx.log_warning(&format!(
                 "ratelimit: the server refused the docs of {:?}",
