@@ -34,6 +34,16 @@ fn config_set(c: &mut redis::Connection, value: &str) -> Result<(), String> {
         .map_err(|e| common::error_text(&e))
 }
 
+/// `MODULE <verb> <our module> <rest…>`: `words` are the verb, then what
+/// follows the path.
+fn module(c: &mut redis::Connection, words: &[&str]) -> Result<(), String> {
+    let mut cmd = redis::cmd("MODULE");
+    cmd.arg(words[0])
+        .arg(common::module_path().to_string_lossy().as_ref());
+    cmd.arg(&words[1..]);
+    cmd.query::<()>(c).map_err(|e| common::error_text(&e))
+}
+
 fn module_loaded(c: &mut redis::Connection) -> bool {
     // Each entry: name, <name>, ver, <ver>, path, <path>, args, <args>.
     let list: Vec<Vec<redis::Value>> = redis::cmd("MODULE")
@@ -200,17 +210,8 @@ fn config_rewrite_persists_across_a_restart(f: Flavor) {
 fn module_loadex_config_sets_it_and_a_bad_value_loads_nothing(f: Flavor) {
     let s = FromFile::start(f, false);
     let mut c = s.conn();
-    let module = common::module_path().to_string_lossy().into_owned();
-    let loadex = |c: &mut redis::Connection, value: &str| {
-        redis::cmd("MODULE")
-            .arg("LOADEX")
-            .arg(&module)
-            .arg("CONFIG")
-            .arg(CONFIG)
-            .arg(value)
-            .query::<()>(c)
-            .map_err(|e| common::error_text(&e))
-    };
+    let loadex =
+        |c: &mut redis::Connection, value: &str| module(c, &["LOADEX", "CONFIG", CONFIG, value]);
     assert!(loadex(&mut c, "0").is_err());
     assert!(
         !module_loaded(&mut c),
@@ -225,16 +226,8 @@ fn module_loadex_config_sets_it_and_a_bad_value_loads_nothing(f: Flavor) {
 fn module_argument_sets_it_and_is_checked(f: Flavor) {
     let s = FromFile::start(f, false);
     let mut c = s.conn();
-    let module = common::module_path().to_string_lossy().into_owned();
-    let load = |c: &mut redis::Connection, value: &str| {
-        redis::cmd("MODULE")
-            .arg("LOAD")
-            .arg(&module)
-            .arg("exact-max-log")
-            .arg(value)
-            .query::<()>(c)
-            .map_err(|e| common::error_text(&e))
-    };
+    let load =
+        |c: &mut redis::Connection, value: &str| module(c, &["LOAD", "exact-max-log", value]);
     for bad in ["0", "1000001", "x"] {
         assert!(load(&mut c, bad).is_err(), "exact-max-log {bad} loaded");
         assert!(
