@@ -113,8 +113,8 @@ impl FromFile {
         self.child = Some(child);
         let url = format!("redis://127.0.0.1:{}/", self.port);
         common::wait_until(
-            Duration::from_secs(20),
             "server from its config file",
+            Duration::from_secs(20),
             || {
                 redis::Client::open(url.as_str())
                     .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
