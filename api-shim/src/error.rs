@@ -139,13 +139,7 @@ impl ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        let mut resp = problem(
-            status,
-            "about:blank",
-            &self.detail(),
-            json!({}),
-            headers,
-        );
+        let mut resp = problem(status, "about:blank", &self.detail(), json!({}), headers);
         if let Some(c) = self.cause() {
             resp.extensions_mut().insert(ErrorCause(c.to_owned()));
         }

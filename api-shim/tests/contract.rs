@@ -69,7 +69,9 @@ fn operations() -> usize {
 #[test]
 fn schemathesis_finds_nothing_to_report() {
     if Command::new("st").arg("--version").output().is_err() {
-        println!("skipped: st (schemathesis) is not installed; scripts/install-deps.sh installs it");
+        println!(
+            "skipped: st (schemathesis) is not installed; scripts/install-deps.sh installs it"
+        );
         return;
     }
     let redis = RedisProc::start();
@@ -107,7 +109,8 @@ fn schemathesis_finds_nothing_to_report() {
     // st leaves out the operation that serves the document it loaded.
     let ops = operations() - 1;
     assert!(
-        said.contains(&format!("Selected: {ops}/{ops}")) && said.contains(&format!("Tested: {ops}")),
+        said.contains(&format!("Selected: {ops}/{ops}"))
+            && said.contains(&format!("Tested: {ops}")),
         "not every one of the document's {ops} operations was tested:\n{said}"
     );
 }
