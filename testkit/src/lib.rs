@@ -12,7 +12,7 @@ mod sentinel;
 mod server;
 
 pub use cluster::{create_cluster, node_id, Cluster};
-pub use sentinel::{Sentinel, SentinelGroup};
+pub use sentinel::{sentinel_master_port, Sentinel, SentinelGroup};
 pub use server::{Flavor, Server};
 
 use std::net::TcpListener;
