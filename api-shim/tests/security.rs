@@ -17,6 +17,7 @@ use common::{
     Procs, TempDir, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
+use rl_testkit::{cluster_port, create_cluster, redis_cli};
 
 /// A private CA and a server certificate (SAN 127.0.0.1) signed by it.
 struct Pki {
@@ -126,27 +127,6 @@ impl Pki {
     }
 }
 
-/// `redis-cli` on `port` with `extra` (TLS, `--user`/`--pass`) before `args`.
-fn cli(port: u16, extra: &[String], args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--no-auth-warning",
-        ])
-        .args(extra)
-        .args(args)
-        .output()
-        .expect("redis-cli (is redis-tools installed?)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Starts `redis-server` (module loaded) in `dir` with `args` and waits for
 /// PING through `redis-cli` with `cli_extra`.
 fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> Child {
@@ -163,7 +143,7 @@ fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> 
         .spawn()
         .expect("spawn redis-server");
     wait_until("redis PING", Duration::from_secs(15), || {
-        cli(port, cli_extra, &["PING"]).contains("PONG")
+        redis_cli(port, cli_extra, &["PING"]).contains("PONG")
     });
     child
 }
@@ -255,7 +235,7 @@ async fn rediss_with_the_configured_ca_decides_and_an_untrusted_server_is_refuse
         let shim = InProcessShim::start(trusted).await;
         assert_eq!(status(&shim, "/ready").await, StatusCode::OK);
         assert_eq!(three_checks(&shim, "alice").await, OK_OK_DENIED);
-        let keys = cli(port, &pki.cli_args(), &["KEYS", "rl:{api:*"]);
+        let keys = redis_cli(port, &pki.cli_args(), &["KEYS", "rl:{api:*"]);
         assert!(
             keys.contains("rl:{api:u:"),
             "no policy key over TLS: {keys}"
@@ -439,7 +419,7 @@ async fn an_acl_user_with_only_the_documented_rule_serves_every_endpoint() {
         let _redis = Procs(vec![spawn_redis(&dir.0, port, &args, &admin)]);
         let mut setuser = vec!["ACL", "SETUSER", "shim"];
         setuser.extend(SHIM_ACL);
-        assert_eq!(cli(port, &admin, &setuser).trim(), "OK");
+        assert_eq!(redis_cli(port, &admin, &setuser).trim(), "OK");
 
         let cfg = load(
             &format!("url = \"redis://127.0.0.1:{port}/\"\nusername = \"shim\""),
@@ -467,15 +447,15 @@ async fn an_acl_user_with_only_the_documented_rule_serves_every_endpoint() {
             .expect("mode");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
-            cli(port, &admin, &["GET", "ratelimit:shim:mode"]).trim(),
+            redis_cli(port, &admin, &["GET", "ratelimit:shim:mode"]).trim(),
             "DEGRADED"
         );
         // Nothing else: the user cannot read other keys or run other commands.
         let as_shim = ["--user", "shim", "--pass", "shim-user-pw"].map(str::to_owned);
-        assert!(cli(port, &as_shim, &["GET", "other"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["FLUSHALL"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["SET", "rl:x", "1"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["DEL", "ratelimit:shim:mode"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["GET", "other"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["FLUSHALL"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["SET", "rl:x", "1"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["DEL", "ratelimit:shim:mode"]).contains("NOPERM"));
     })
     .await;
 }
@@ -489,7 +469,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
         let pki = make_pki(&dir.0);
         let mut cli_extra = pki.cli_args();
         cli_extra.extend(pass("cluster-pw"));
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
         let mut procs = Procs(vec![]);
         for p in &ports {
             let mut args = pki.server_args(*p);
@@ -510,26 +490,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             );
             procs.0.push(spawn_redis(&dir.0, *p, &args, &cli_extra));
         }
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["--no-auth-warning"])
-            .args(&cli_extra)
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for p in &ports {
-            wait_until("cluster_state:ok", Duration::from_secs(30), || {
-                cli(*p, &cli_extra, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-            });
-        }
+        create_cluster(&ports, 0, &cli_extra);
         let seeds = ports
             .iter()
             .map(|p| format!("\"rediss://127.0.0.1:{p}\""))
@@ -545,7 +506,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             let mut setuser = vec!["ACL", "SETUSER", "shim"];
             setuser.extend(SHIM_ACL);
             setuser.push("+cluster|slots");
-            assert_eq!(cli(*p, &cli_extra, &setuser).trim(), "OK");
+            assert_eq!(redis_cli(*p, &cli_extra, &setuser).trim(), "OK");
         }
         let cfg = load(
             &format!("{redis}\nusername = \"shim\""),
@@ -564,7 +525,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
         let populated = ports
             .iter()
             .filter(|p| {
-                cli(**p, &cli_extra, &["DBSIZE"])
+                redis_cli(**p, &cli_extra, &["DBSIZE"])
                     .trim()
                     .parse::<u64>()
                     .unwrap_or(0)
@@ -630,7 +591,7 @@ async fn sentinel_over_tls_with_its_own_password_and_the_masters() {
         // The sentinel reached the master over TLS with its password: it
         // sees it as a healthy master (no s_down / disconnected flag).
         wait_until("sentinel sees the master", Duration::from_secs(20), || {
-            let m = cli(sport, &sentinel_cli, &["SENTINEL", "MASTER", "mymaster"]);
+            let m = redis_cli(sport, &sentinel_cli, &["SENTINEL", "MASTER", "mymaster"]);
             m.contains("flags\nmaster\n")
         });
 
@@ -646,7 +607,7 @@ async fn sentinel_over_tls_with_its_own_password_and_the_masters() {
         let shim = InProcessShim::start(load(&redis, &good).expect("config")).await;
         assert_eq!(status(&shim, "/ready").await, StatusCode::OK);
         assert_eq!(three_checks(&shim, "alice").await, OK_OK_DENIED);
-        assert!(cli(mport, &master_cli, &["KEYS", "rl:{api:*"]).contains("rl:{api:u:"));
+        assert!(redis_cli(mport, &master_cli, &["KEYS", "rl:{api:*"]).contains("rl:{api:u:"));
         drop(shim);
 
         // A wrong password for the sentinels, then for the master: 503s.
