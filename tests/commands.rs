@@ -1,4 +1,4 @@
-//! The commands as SPEC.md describes them, on a real server, for every
+//! The commands as docs/commands.md describes them, on a real server, for every
 //! algorithm, on Redis 7.0 and Valkey.
 
 mod common;
