@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, wait_until, InProcessShim};
+use common::{bounded, loopback_urls, wait_until, InProcessShim};
 use reqwest::StatusCode;
 use rl_testkit::{
     field, redis_cli, role, sentinel_master_port, Cluster, Flavor, SentinelGroup, Server,
@@ -440,12 +440,8 @@ impl Run {
 
 /// The shim's `[redis.sentinel]` table: the group's three sentinels.
 fn sentinel_redis(group: &SentinelGroup) -> String {
-    let nodes = group
-        .sentinels
-        .iter()
-        .map(|s| format!("\"redis://127.0.0.1:{}\"", s.port))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let ports: Vec<u16> = group.sentinels.iter().map(|s| s.port).collect();
+    let nodes = loopback_urls("redis", &ports);
     format!("[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [{nodes}]")
 }
 
@@ -523,13 +519,8 @@ async fn sentinel_sigkill_of_the_master_loses_no_grant_on_any_limiter() {
 
 /// The shim's `cluster = [...]` line: every node a seed.
 fn cluster_redis(cluster: &Cluster) -> String {
-    let seeds = cluster
-        .urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("cluster = [{seeds}]")
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    format!("cluster = [{}]", loopback_urls("redis", &ports))
 }
 
 /// The port of the live master that serves `slot` (0 when none does).

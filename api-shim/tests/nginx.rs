@@ -166,18 +166,7 @@ timeout_ms = 10000
 "#;
 
 async fn auth_decisions(http: &reqwest::Client, shim_port: u16) -> u64 {
-    let text = http
-        .get(format!("http://127.0.0.1:{shim_port}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with("shim_decisions_total{endpoint=\"auth\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    common::metric_sum(http, shim_port, "shim_decisions_total{endpoint=\"auth\"").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

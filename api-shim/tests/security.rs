@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use api_shim::config::Config;
 use common::{
-    bounded, free_port, module_path, redis_server_binary, three_checks, wait_until, InProcessShim,
-    Procs, TempDir, OK_OK_DENIED,
+    bounded, free_port, loopback_urls, module_path, redis_server_binary, three_checks, user_policy,
+    wait_until, InProcessShim, Procs, TempDir, ADMIN_TOKEN, BURST_OF_TWO, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
 use rl_testkit::{cluster_port, create_cluster, redis_cli};
@@ -148,39 +148,13 @@ fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> 
     child
 }
 
-/// A test policy (two requests per user, then 429) over `redis` (TOML lines
-/// of `[redis]`), loaded as the shim loads its file, with `env` as the
-/// environment.
+/// The shared test policy with one limit, [`BURST_OF_TWO`], over `redis`
+/// (lines of `[redis]`) with `env` as the environment. One limit keeps an
+/// unauthenticated `RL.LIMITS` under the 10 arguments Redis answers with
+/// `NOAUTH`: beyond that it drops the connection ("unauthenticated multibulk
+/// length"), and the shim then reports a broken pipe.
 fn load(redis: &str, env: &[(&str, &str)]) -> Result<Config, String> {
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-[identity]
-trusted_proxies = ["127.0.0.1"]
-[policies.api]
-identity_header = "X-User"
-identity_kind = "user"
-default_tier = "free"
-[policies.api.tiers.free]
-limits = [ {{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }} ]
-[raw]
-enabled = true
-key_prefix = "t:raw:"
-[admin]
-token = "test-admin-token-0123456789"
-[redis]
-timeout_ms = {timeout_ms}
-{redis}
-"#,
-        timeout_ms = common::TEST_REDIS_TIMEOUT_MS
-    );
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Config::from_toml(&text, |k| {
-        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.0)
+    user_policy(BURST_OF_TWO, redis, env)
 }
 
 async fn status(shim: &InProcessShim, path: &str) -> StatusCode {
@@ -440,7 +414,7 @@ async fn an_acl_user_with_only_the_documented_rule_serves_every_endpoint() {
         }
         let r = http
             .put(shim.url("/admin/mode"))
-            .bearer_auth("test-admin-token-0123456789")
+            .bearer_auth(ADMIN_TOKEN)
             .body(r#"{"mode":"DEGRADED"}"#)
             .send()
             .await
@@ -491,11 +465,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             procs.0.push(spawn_redis(&dir.0, *p, &args, &cli_extra));
         }
         create_cluster(&ports, 0, &cli_extra);
-        let seeds = ports
-            .iter()
-            .map(|p| format!("\"rediss://127.0.0.1:{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let seeds = loopback_urls("rediss", &ports);
         let redis = format!(
             "cluster = [{seeds}]\ntls_ca_file = \"{}\"",
             toml_path(&pki.ca)

@@ -78,18 +78,8 @@ async fn limit_of(http: &reqwest::Client, shim: &ShimProc) -> Option<String> {
 }
 
 async fn reloads(http: &reqwest::Client, shim: &ShimProc, result: &str) -> u64 {
-    let text = http
-        .get(format!("http://127.0.0.1:{}/metrics", shim.port))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
     let prefix = format!("shim_config_reloads_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0)
+    common::metric_sum(http, shim.port, &prefix).await
 }
 
 fn hup(shim: &ShimProc) {
