@@ -21,19 +21,23 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// `target/<profile>/`, where cargo builds the libraries and examples of the
+/// running test binary (which lives in its `deps/`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("test binary lives in target/<profile>/deps")
+}
+
 /// The module to load: `RL_MODULE`, else `libredis_ratelimit.so` in
-/// `target/<profile>/`, where cargo put the test binary's `deps/` too.
+/// [`profile_dir`].
 pub fn module_path() -> PathBuf {
     if let Some(p) = std::env::var_os("RL_MODULE") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>/libredis_ratelimit.so
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let so = dir.join("libredis_ratelimit.so");
+    let so = profile_dir().join("libredis_ratelimit.so");
     assert!(
         so.exists(),
         "module not built at {}: run `cargo build` at the workspace root (or set RL_MODULE)",
