@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use api_shim::config::Config;
 use common::{
-    bounded, free_port, loopback_urls, module_path, redis_server_binary, three_checks, user_policy,
-    wait_until, InProcessShim, Procs, TempDir, ADMIN_TOKEN, BURST_OF_TWO, OK_OK_DENIED,
+    bounded, free_port, loopback_urls, module_path, nodes_with_keys, redis_server_binary,
+    three_checks, user_policy, wait_until, InProcessShim, Procs, TempDir, ADMIN_TOKEN,
+    BURST_OF_TWO, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
 use rl_testkit::{cluster_port, create_cluster, redis_cli};
@@ -492,16 +493,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
                 "user {u}"
             );
         }
-        let populated = ports
-            .iter()
-            .filter(|p| {
-                redis_cli(**p, &cli_extra, &["DBSIZE"])
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    > 0
-            })
-            .count();
+        let populated = nodes_with_keys(&ports, &cli_extra);
         assert!(populated >= 2, "keys on {populated} masters");
         drop(shim);
 

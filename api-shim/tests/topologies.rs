@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bounded, header, loopback_urls, three_checks, user_policy, wait_until, InProcessShim,
-    RedisProc, OK_OK_DENIED,
+    bounded, header, loopback_urls, nodes_with_keys, three_checks, user_policy, wait_until,
+    InProcessShim, RedisProc, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
 use rl_testkit::{redis_cli, Cluster, Flavor, Sentinel};
@@ -40,16 +40,7 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
             assert_eq!(statuses, OK_OK_DENIED, "user {u}");
         }
         // Keys really are spread over the masters.
-        let populated = ports
-            .iter()
-            .filter(|p| {
-                redis_cli(**p, &[], &["DBSIZE"])
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    > 0
-            })
-            .count();
+        let populated = nodes_with_keys(&ports, &[]);
         assert!(populated >= 2, "keys on {populated} masters");
 
         // Raw endpoint with a key owned by whichever node: routed, not MOVED.

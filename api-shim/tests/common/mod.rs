@@ -199,6 +199,21 @@ pub fn loopback_urls(scheme: &str, ports: &[u16]) -> String {
         .join(", ")
 }
 
+/// How many of the nodes on `ports` hold at least one key (`DBSIZE` through
+/// `redis-cli` with `cli_extra`): how far a cluster spread the keys.
+pub fn nodes_with_keys(ports: &[u16], cli_extra: &[String]) -> usize {
+    ports
+        .iter()
+        .filter(|p| {
+            rl_testkit::redis_cli(**p, cli_extra, &["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count()
+}
+
 /// The admin token of [`user_policy`].
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
