@@ -12,7 +12,7 @@ mod sentinel;
 mod server;
 
 pub use cluster::{create_cluster, node_id, Cluster};
-pub use sentinel::{Sentinel, SentinelGroup};
+pub use sentinel::{sentinel_master_port, Sentinel, SentinelGroup};
 pub use server::{Flavor, Server};
 
 use std::net::TcpListener;
@@ -21,19 +21,23 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// `target/<profile>/`, where cargo builds the libraries and examples of the
+/// running test binary (which lives in its `deps/`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("test binary lives in target/<profile>/deps")
+}
+
 /// The module to load: `RL_MODULE`, else `libredis_ratelimit.so` in
-/// `target/<profile>/`, where cargo put the test binary's `deps/` too.
+/// [`profile_dir`].
 pub fn module_path() -> PathBuf {
     if let Some(p) = std::env::var_os("RL_MODULE") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>/libredis_ratelimit.so
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let so = dir.join("libredis_ratelimit.so");
+    let so = profile_dir().join("libredis_ratelimit.so");
     assert!(
         so.exists(),
         "module not built at {}: run `cargo build` at the workspace root (or set RL_MODULE)",
@@ -86,16 +90,23 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "rl-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
+        TempDir(fresh_dir(tag))
     }
+}
+
+/// A new, empty directory `rl-<tag>-<pid>-<n>` under the system temp dir,
+/// unique within this process. [`TempDir`] and [`Server`] remove it, each on
+/// its own terms.
+fn fresh_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "rl-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("create temp dir");
+    p
 }
 
 impl Drop for TempDir {

@@ -48,19 +48,22 @@ impl Sentinel {
         });
         s
     }
+}
 
-    /// The port of the master this sentinel names (0 when it names none).
-    pub fn master_port(&self) -> u16 {
-        redis_cli(
-            self.port,
-            &[],
-            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
-        )
-        .lines()
-        .nth(1)
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
-    }
+/// The port of the master the sentinel on `sentinel_port` names as
+/// `mymaster` (0 when it names none). It takes a bare port so that closures
+/// running on another thread can ask while the [`Sentinel`] stays with its
+/// group.
+pub fn sentinel_master_port(sentinel_port: u16) -> u16 {
+    redis_cli(
+        sentinel_port,
+        &[],
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+    )
+    .lines()
+    .nth(1)
+    .and_then(|p| p.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// A master, two replicas and three sentinels (quorum 2, down after 1 s).
