@@ -316,7 +316,10 @@ mod tests {
         let first = combine(None, &limits, 0).expect("applies");
         assert!(first.allowed);
         let out = combine(first.new_state.as_ref(), &limits, 0).expect("applies");
-        assert!(out.decisions.iter().all(|d| d.allowed() && d.remaining == 0));
+        assert!(out
+            .decisions
+            .iter()
+            .all(|d| d.allowed() && d.remaining == 0));
         let out = combine(out.new_state.as_ref(), &limits, 0).expect("applies");
         assert!(!out.allowed);
     }

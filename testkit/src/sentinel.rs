@@ -4,7 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{field, free_port, redis_cli, wait_until, Flavor, Procs, Server, TempDir};
+use crate::basics::{field, free_port, redis_cli, wait_until, Procs, TempDir};
+use crate::server::{Flavor, Server};
 
 /// A sentinel watching `mymaster`, killed on drop.
 pub struct Sentinel {
