@@ -101,8 +101,7 @@ impl Group {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = dir.join("stdout.log");
-        self.lab
-            .spawn(i, &redis_server_binary(), &args, &[], &log);
+        self.lab.spawn(i, &redis_server_binary(), &args, &[], &log);
         let admin = self.lab.ns[i].admin.clone();
         wait_until("PING", 10, || {
             cli(&admin, REDIS_PORT, &["PING"]).contains("PONG")
@@ -146,7 +145,11 @@ impl Group {
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
             wait_until("cluster_state:ok", 30, || {
-                field(&cli(admin, REDIS_PORT, &["CLUSTER", "INFO"]), "cluster_state").as_deref()
+                field(
+                    &cli(admin, REDIS_PORT, &["CLUSTER", "INFO"]),
+                    "cluster_state",
+                )
+                .as_deref()
                     == Some("ok")
             });
         }
@@ -195,8 +198,13 @@ impl Group {
             )
             .expect("sentinel.conf");
             let args = [conf.display().to_string(), "--sentinel".into()];
-            self.lab
-                .spawn(i, &redis_server_binary(), &args, &[], &dir.join("stdout.log"));
+            self.lab.spawn(
+                i,
+                &redis_server_binary(),
+                &args,
+                &[],
+                &dir.join("stdout.log"),
+            );
         }
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
@@ -276,7 +284,12 @@ impl Group {
         let n = replicas.to_string();
         let script = format!("SET {probe_key} 1\nWAIT {n} 2000\n");
         let mut child = Command::new("redis-cli")
-            .args(["-h", &self.lab.ns[master].admin, "-p", &REDIS_PORT.to_string()])
+            .args([
+                "-h",
+                &self.lab.ns[master].admin,
+                "-p",
+                &REDIS_PORT.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

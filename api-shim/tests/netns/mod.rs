@@ -127,14 +127,32 @@ impl Lab {
         let n = name.as_str();
         ip(&["netns", "add", n])?;
         ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["link", "add", &port, "type", "veth", "peer", "name", "net0", "netns", n])?;
+        ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", "net0", "netns", n,
+        ])?;
         ip(&["link", "set", &port, "master", BRIDGE, "up"])?;
         ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", "net0"])?;
         ip(&["-n", n, "link", "set", "net0", "up"])?;
-        ip(&["link", "add", &link, "type", "veth", "peer", "name", "cli0", "netns", n])?;
-        ip(&["addr", "add", &format!("10.231.{}.1/30", 10 + i), "dev", &link])?;
+        ip(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "cli0", "netns", n,
+        ])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.231.{}.1/30", 10 + i),
+            "dev",
+            &link,
+        ])?;
         ip(&["link", "set", &link, "up"])?;
-        ip(&["-n", n, "addr", "add", &format!("{admin}/30"), "dev", "cli0"])?;
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{admin}/30"),
+            "dev",
+            "cli0",
+        ])?;
         ip(&["-n", n, "link", "set", "cli0", "up"])?;
         Ok(Ns {
             name,
@@ -156,7 +174,14 @@ impl Lab {
 
     /// Starts `program args` inside namespace `i`, its output appended to
     /// `log`; killed when the lab drops.
-    pub fn spawn(&mut self, i: usize, program: &Path, args: &[String], envs: &[(&str, String)], log: &Path) {
+    pub fn spawn(
+        &mut self,
+        i: usize,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, String)],
+        log: &Path,
+    ) {
         let out = std::fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new("ip")
