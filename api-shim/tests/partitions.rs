@@ -554,3 +554,36 @@ async fn a_cluster_partition_over_grants_at_most_what_the_isolated_master_grants
 async fn a_sentinel_partition_over_grants_at_most_what_the_isolated_master_grants_in_its_window() {
     both_settings(Topology::Sentinel).await;
 }
+
+/// The word after `name` in `text` (a flag's or a directive's value).
+fn value_after(text: &str, name: &str) -> Option<u64> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == name)?;
+    words.next()?.parse().ok()
+}
+
+/// The shipped compose files carry the setting measured above, with a lag
+/// that stops an isolated master (within lag + 1 s: replicas acknowledge once
+/// a second) no later than its failure timeout would.
+#[test]
+fn the_shipped_configs_stop_an_isolated_master_within_its_failure_timeout() {
+    let docker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+    for (file, timeout) in [
+        ("compose.yaml", "--cluster-node-timeout"),
+        ("compose.sentinel.yaml", "down-after-milliseconds"),
+    ] {
+        let text = std::fs::read_to_string(docker.join(file)).expect("compose file");
+        let text = text.replace("mymaster", "");
+        assert_eq!(
+            value_after(&text, "--min-replicas-to-write"),
+            Some(1),
+            "{file}: min-replicas-to-write"
+        );
+        let lag = value_after(&text, "--min-replicas-max-lag").expect("min-replicas-max-lag");
+        let timeout_ms = value_after(&text, timeout).expect("failure timeout");
+        assert!(
+            (lag + 1) * 1_000 <= timeout_ms,
+            "{file}: max-lag {lag} s does not stop an isolated master before {timeout} {timeout_ms} ms"
+        );
+    }
+}
