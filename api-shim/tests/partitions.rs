@@ -493,29 +493,24 @@ async fn scenario(topology: Topology, min_replicas: bool) -> Option<Vec<Row>> {
         );
         rows.push(row);
     }
-    println!(
-        "| {label} | split {} s, heal → isolated side rejoined {} |",
-        PARTITION.as_secs(),
-        ms(rejoined)
-    );
     for r in &rows {
         println!(
-            "| {:?} | {} | {} | {} | {} / {} | {} | {} | {} | {} | majority's |",
+            "| {:?} | {} | {} | {} | {} | {} | {} | {} | {} | majority's; isolated side back {} after the heal |",
             topology,
             if min_replicas {
-                "min-replicas-to-write 1, max-lag 2"
+                "min-replicas-to-write 1"
             } else {
                 "defaults"
             },
             r.subject,
-            LIMIT,
-            r.isolated + r.majority,
             r.left,
             r.isolated,
+            r.majority,
             r.over_grant(),
             r.isolated_window
-                .map_or_else(|| format!("≥ {} (whole split)", ms(PARTITION)), ms),
+                .map_or_else(|| format!("whole split ({})", ms(PARTITION)), ms),
             ms(r.majority_outage),
+            ms(rejoined),
         );
     }
     Some(rows)
@@ -524,11 +519,12 @@ async fn scenario(topology: Topology, min_replicas: bool) -> Option<Vec<Row>> {
 fn table_header() {
     println!(
         "settings: cluster-node-timeout {NODE_TIMEOUT_MS} ms, down-after-milliseconds {DOWN_AFTER_MS} ms, \
-         min-replicas-max-lag {MAX_LAG_S} s, pace {} ms per limiter per side, limit {LIMIT}",
+         min-replicas-max-lag {MAX_LAG_S} s; split {} s; one request per {} ms per limiter per side",
+        PARTITION.as_secs(),
         PACE.as_millis()
     );
     println!(
-        "| topology | setting | limiter | limit | granted in split / left at split | isolated granted | over-grant | isolated window | majority 503 window | state after heal |"
+        "| topology | setting | limiter | left at split (of {LIMIT}) | isolated side granted (discarded at heal) | majority side granted | over-grant beyond what was left | isolated window | majority 503 window | state after heal |"
     );
 }
 
