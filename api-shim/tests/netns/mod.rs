@@ -1,250 +1,318 @@
-//! A network lab made of Linux network namespaces, for real partitions.
+//! Redis Cluster and Sentinel groups with the module, one node per namespace
+//! of a [`Lab`], and api-shim binaries beside them.
 //!
-//! Every namespace `rlpart-<i>` gets two links:
-//! - `net0` (10.231.0.<i+1>/24), a veth whose root end `rlpart<i>b` is a port
-//!   of the bridge `rlpartbr` (10.231.0.254/24 in the root namespace): the
-//!   network the nodes and shims talk on. A partition sets the root end down,
-//!   so the namespace keeps its address and its loopback (a shim beside its
-//!   master still reaches it) but nothing crosses to the bridge; healing sets
-//!   it up again. (`nomaster` would leave a routed path through the root
-//!   namespace whenever it forwards.)
-//! - `cli0` (10.231.<10+i>.2/30, root end `rlpart<i>c` = .1): the test's own
-//!   path to that namespace, never cut, so the test keeps talking to both
-//!   sides (clients to the shims, `redis-cli` to the nodes) while the bridge
-//!   is split. No namespace has a default route, so nothing routes between
-//!   two `cli0` links.
-//!
-//! Every address is made here and lives only on these links; no traffic
-//! leaves the machine. The lab removes its processes, namespaces and links on
-//! drop, and whatever a crashed run left behind before it starts.
+//! Failure detection is short so a partition test fits in CI: cluster
+//! `node-timeout` and Sentinel `down-after-milliseconds` 2 s, and, where the
+//! setting is on, `min-replicas-to-write 1` with `min-replicas-max-lag 2`.
 
-#![allow(dead_code)]
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-pub mod groups;
+use super::{cli, field, node_dir, role, Lab};
+use crate::common::{module_path, redis_server_binary, wait_http, wait_until, TempDir};
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+pub const NODE_TIMEOUT_MS: u64 = 2_000;
+pub const DOWN_AFTER_MS: u64 = 2_000;
+pub const MAX_LAG_S: u64 = 2;
+/// Where every Redis node, sentinel and shim listens inside its namespace.
+pub const REDIS_PORT: u16 = 6379;
+pub const SENTINEL_PORT: u16 = 26379;
+pub const SHIM_PORT: u16 = 8080;
 
-/// Names of everything the lab creates start with this.
-const PREFIX: &str = "rlpart";
-const BRIDGE: &str = "rlpartbr";
-
-/// One namespace of the lab.
-#[derive(Debug, Clone)]
-pub struct Ns {
-    pub name: String,
-    /// Its address on the bridge (what nodes announce and shims dial).
-    pub addr: String,
-    /// Its address on the test's own link (reachable during a partition).
-    pub admin: String,
-    /// The root end of its bridge link (cut by a partition).
-    port: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Three masters with one replica each.
+    Cluster,
+    /// One master, two replicas, three sentinels (one beside each node).
+    Sentinel,
 }
 
-/// The namespaces, the bridge and every process started inside them.
-pub struct Lab {
-    pub ns: Vec<Ns>,
-    procs: Vec<Child>,
+/// A group of nodes in a lab, plus one namespace (the last) for a client-side
+/// shim that holds no node.
+pub struct Group {
+    pub lab: Lab,
+    pub topology: Topology,
+    /// Namespaces holding a Redis node (and, under Sentinel, a sentinel).
+    pub nodes: Vec<usize>,
+    /// The namespace that holds no node.
+    pub spare: usize,
+    pub min_replicas: bool,
+    pub dir: TempDir,
 }
 
-/// Runs `ip` with `args`; its stderr on failure.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn ip_out(args: &[&str]) -> String {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-/// Removes every namespace and link whose name starts with [`PREFIX`], and
-/// kills the processes still inside those namespaces (ours, from a run that
-/// crashed before its drop).
-pub fn clean_up() {
-    for line in ip_out(&["netns", "list"]).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
+impl Group {
+    /// Starts the group; `Err` when the lab cannot be made (see [`Lab::create`]).
+    pub fn start(topology: Topology, min_replicas: bool) -> Result<Group, String> {
+        let n = match topology {
+            Topology::Cluster => 6,
+            Topology::Sentinel => 3,
         };
-        if !name.starts_with(PREFIX) {
-            continue;
-        }
-        for pid in ip_out(&["netns", "pids", name]).split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
-        }
-        let _ = ip(&["netns", "del", name]);
-    }
-    for line in ip_out(&["-br", "link"]).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
+        let lab = Lab::create(n + 1)?;
+        let mut g = Group {
+            lab,
+            topology,
+            nodes: (0..n).collect(),
+            spare: n,
+            min_replicas,
+            dir: TempDir::new("partitions"),
         };
-        // Veth names show as `name@peer`.
-        let name = name.split('@').next().unwrap_or(name);
-        if name.starts_with(PREFIX) {
-            let _ = ip(&["link", "del", name]);
+        match topology {
+            Topology::Cluster => g.start_cluster(),
+            Topology::Sentinel => g.start_sentinel(),
         }
-    }
-}
-
-impl Lab {
-    /// `n` namespaces on one bridge. `Err` says why the kernel (or the
-    /// sandbox) refused; callers skip with that message.
-    pub fn create(n: usize) -> Result<Lab, String> {
-        clean_up();
-        let mut lab = Lab {
-            ns: vec![],
-            procs: vec![],
-        };
-        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
-        ip(&["addr", "add", "10.231.0.254/24", "dev", BRIDGE])?;
-        ip(&["link", "set", BRIDGE, "up"])?;
-        for i in 0..n {
-            lab.ns.push(Self::add_ns(i)?);
-        }
-        Ok(lab)
+        Ok(g)
     }
 
-    fn add_ns(i: usize) -> Result<Ns, String> {
-        let name = format!("{PREFIX}-{i}");
-        let port = format!("{PREFIX}{i}b");
-        let link = format!("{PREFIX}{i}c");
-        let addr = format!("10.231.0.{}", i + 1);
-        let admin = format!("10.231.{}.2", 10 + i);
-        let n = name.as_str();
-        ip(&["netns", "add", n])?;
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&[
-            "link", "add", &port, "type", "veth", "peer", "name", "net0", "netns", n,
-        ])?;
-        ip(&["link", "set", &port, "master", BRIDGE, "up"])?;
-        ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", "net0"])?;
-        ip(&["-n", n, "link", "set", "net0", "up"])?;
-        ip(&[
-            "link", "add", &link, "type", "veth", "peer", "name", "cli0", "netns", n,
-        ])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("10.231.{}.1/30", 10 + i),
-            "dev",
-            &link,
-        ])?;
-        ip(&["link", "set", &link, "up"])?;
-        ip(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{admin}/30"),
-            "dev",
-            "cli0",
-        ])?;
-        ip(&["-n", n, "link", "set", "cli0", "up"])?;
-        Ok(Ns {
-            name,
-            addr,
-            admin,
-            port,
+    fn redis(&mut self, i: usize, extra: &[&str]) {
+        let dir = node_dir(&self.dir.0, &format!("redis-{i}"));
+        let mut args: Vec<String> = [
+            "--port",
+            &REDIS_PORT.to_string(),
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--dir".into());
+        args.push(dir.display().to_string());
+        args.push("--logfile".into());
+        args.push(dir.join("redis.log").display().to_string());
+        args.push("--loadmodule".into());
+        args.push(module_path().display().to_string());
+        if self.min_replicas {
+            args.extend(
+                [
+                    "--min-replicas-to-write",
+                    "1",
+                    "--min-replicas-max-lag",
+                    &MAX_LAG_S.to_string(),
+                ]
+                .map(String::from),
+            );
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = dir.join("stdout.log");
+        self.lab.spawn(i, &redis_server_binary(), &args, &[], &log);
+        let admin = self.lab.ns[i].admin.clone();
+        wait_until("PING", 10, || {
+            cli(&admin, REDIS_PORT, &["PING"]).contains("PONG")
+        });
+    }
+
+    fn start_cluster(&mut self) {
+        let timeout = NODE_TIMEOUT_MS.to_string();
+        for i in self.nodes.clone() {
+            self.redis(
+                i,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    &timeout,
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ],
+            );
+        }
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|&i| format!("{}:{REDIS_PORT}", self.lab.ns[i].addr))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for &i in &self.nodes {
+            let admin = &self.lab.ns[i].admin;
+            wait_until("cluster_state:ok", 30, || {
+                field(
+                    &cli(admin, REDIS_PORT, &["CLUSTER", "INFO"]),
+                    "cluster_state",
+                )
+                .as_deref()
+                    == Some("ok")
+            });
+        }
+        self.wait_replicas_linked();
+    }
+
+    /// Every replica linked to its master (so a failover has one to pick,
+    /// and `min-replicas-to-write` lets the masters write).
+    fn wait_replicas_linked(&self) {
+        for &i in &self.nodes {
+            let admin = &self.lab.ns[i].admin;
+            if role(admin) == "slave" {
+                wait_until("replica in sync", 20, || {
+                    field(
+                        &cli(admin, REDIS_PORT, &["INFO", "replication"]),
+                        "master_link_status",
+                    )
+                    .as_deref()
+                        == Some("up")
+                });
+            }
+        }
+    }
+
+    fn start_sentinel(&mut self) {
+        let master = self.lab.ns[0].addr.clone();
+        let port = REDIS_PORT.to_string();
+        self.redis(0, &[]);
+        self.redis(1, &["--replicaof", &master, &port]);
+        self.redis(2, &["--replicaof", &master, &port]);
+        self.wait_replicas_linked();
+        for i in self.nodes.clone() {
+            let dir = node_dir(&self.dir.0, &format!("sentinel-{i}"));
+            let conf = dir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {SENTINEL_PORT}\nbind 0.0.0.0\nprotected-mode no\ndir {}\n\
+                     logfile {}\n\
+                     sentinel monitor mymaster {master} {REDIS_PORT} 2\n\
+                     sentinel down-after-milliseconds mymaster {DOWN_AFTER_MS}\n\
+                     sentinel failover-timeout mymaster 10000\n",
+                    dir.display(),
+                    dir.join("sentinel.log").display()
+                ),
+            )
+            .expect("sentinel.conf");
+            let args = [conf.display().to_string(), "--sentinel".into()];
+            self.lab.spawn(
+                i,
+                &redis_server_binary(),
+                &args,
+                &[],
+                &dir.join("stdout.log"),
+            );
+        }
+        for &i in &self.nodes {
+            let admin = &self.lab.ns[i].admin;
+            wait_until("sentinels see the group", 30, || {
+                let m = cli(admin, SENTINEL_PORT, &["SENTINEL", "MASTER", "mymaster"]);
+                field(&m, "num-slaves").as_deref() == Some("2")
+                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
+            });
+            wait_until("replicas eligible", 30, || {
+                let r = cli(admin, SENTINEL_PORT, &["SENTINEL", "REPLICAS", "mymaster"]);
+                let lines: Vec<&str> = r.lines().map(str::trim).collect();
+                let linked = lines
+                    .windows(2)
+                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
+                    .count();
+                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
+            });
+        }
+    }
+
+    /// The `[redis]` connection lines of a shim's configuration.
+    pub fn shim_redis(&self) -> String {
+        let list = |port: u16| {
+            self.nodes
+                .iter()
+                .map(|&i| format!("\"redis://{}:{port}\"", self.lab.ns[i].addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.topology {
+            Topology::Cluster => format!("cluster = [{}]", list(REDIS_PORT)),
+            Topology::Sentinel => format!(
+                "[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [{}]",
+                list(SENTINEL_PORT)
+            ),
+        }
+    }
+
+    /// Starts the api-shim binary in namespace `i` with `config` (TOML),
+    /// listening on that namespace's test link; its base URL.
+    pub fn start_shim(&mut self, i: usize, config: &str) -> String {
+        let dir = node_dir(&self.dir.0, &format!("shim-{i}"));
+        let path = dir.join("shim.toml");
+        std::fs::write(&path, config).expect("shim config");
+        let listen = format!("{}:{SHIM_PORT}", self.lab.ns[i].admin);
+        self.lab.spawn(
+            i,
+            &PathBuf::from(env!("CARGO_BIN_EXE_api-shim")),
+            &[path.display().to_string()],
+            &[("SHIM_LISTEN", listen.clone()), ("RUST_LOG", "warn".into())],
+            &dir.join("shim.log"),
+        );
+        let base = format!("http://{listen}");
+        wait_http(&format!("{base}/health"));
+        base
+    }
+
+    /// The namespace of the live master serving `slot` (Cluster).
+    pub fn master_of_slot(&self, slot: u16) -> Option<usize> {
+        self.nodes.iter().copied().find(|&i| {
+            let admin = &self.lab.ns[i].admin;
+            role(admin) == "master"
+                && cli(admin, REDIS_PORT, &["CLUSTER", "NODES"])
+                    .lines()
+                    .filter(|l| l.contains("myself"))
+                    .flat_map(|l| l.split_whitespace().skip(8).map(str::to_owned).collect::<Vec<_>>())
+                    .any(|range| {
+                        let (a, b) = range.split_once('-').unwrap_or((&range, &range));
+                        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+                    })
         })
     }
 
-    /// Cuts namespace `i` from the bridge (it keeps its test link).
-    pub fn partition(&self, i: usize) {
-        ip(&["link", "set", &self.ns[i].port, "down"]).expect("partition");
-    }
-
-    /// Reconnects namespace `i` to the bridge.
-    pub fn heal(&self, i: usize) {
-        ip(&["link", "set", &self.ns[i].port, "up"]).expect("heal");
-    }
-
-    /// Starts `program args` inside namespace `i`, its output appended to
-    /// `log`; killed when the lab drops.
-    pub fn spawn(
-        &mut self,
-        i: usize,
-        program: &Path,
-        args: &[String],
-        envs: &[(&str, String)],
-        log: &Path,
-    ) {
-        let out = std::fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[i].name])
-            .arg(program)
-            .args(args)
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+    /// Makes every write so far on `master` (namespace) reach `replicas`
+    /// replicas: a write, then `WAIT` on the same connection.
+    pub fn quiesce(&self, master: usize, probe_key: &str, replicas: u32) {
+        let n = replicas.to_string();
+        let script = format!("SET {probe_key} 1\nWAIT {n} 2000\n");
+        let mut child = Command::new("redis-cli")
+            .args([
+                "-h",
+                &self.lab.ns[master].admin,
+                "-p",
+                &REDIS_PORT.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
-            .expect("ip netns exec");
-        self.procs.push(child);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.procs {
-            let _ = c.kill();
-            let _ = c.wait();
+            .expect("redis-cli");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(script.as_bytes()).expect("write");
         }
-        clean_up();
+        let out = child.wait_with_output().expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.lines().nth(1).map(str::trim),
+            Some(n.as_str()),
+            "WAIT {n}: {text}"
+        );
     }
-}
 
-/// `redis-cli` against `host:port` (an admin address), its stdout.
-pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", host, "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (is redis-tools installed?)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The first line of `ROLE`: `master` or `slave`.
-pub fn role(host: &str) -> String {
-    cli(host, 6379, &["ROLE"])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// A field of `INFO`-style (`name:value`) or `SENTINEL MASTER`-style
-/// (alternating lines) output.
-pub fn field(text: &str, name: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(v) = l.strip_prefix(&format!("{name}:")) {
-            return Some(v.trim().to_owned());
-        }
-        if *l == name {
-            return lines.get(i + 1).map(|v| v.trim().to_owned());
+    /// Replicas each master has.
+    pub fn replicas_per_master(&self) -> u32 {
+        match self.topology {
+            Topology::Cluster => 1,
+            Topology::Sentinel => 2,
         }
     }
-    None
-}
-
-/// A directory for a node's files and log.
-pub fn node_dir(root: &Path, what: &str) -> PathBuf {
-    let d = root.join(what);
-    std::fs::create_dir_all(&d).expect("node dir");
-    d
 }
