@@ -98,7 +98,7 @@ impl SkewedReplica {
             .spawn()
             .expect("faketime (is faketime installed?)");
         let r = SkewedReplica { child, port, dir };
-        wait_until(Duration::from_secs(20), "skewed replica in sync", || {
+        wait_until("skewed replica in sync", Duration::from_secs(20), || {
             r.conn()
                 .and_then(|mut c| {
                     redis::cmd("INFO")

@@ -31,8 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::bounded;
-use netns::groups::{Group, Topology, DOWN_AFTER_MS, MAX_LAG_S, NODE_TIMEOUT_MS};
-use netns::{cli, role};
+use netns::{cli, role, Group, Topology, DOWN_AFTER_MS, MAX_LAG_S, NODE_TIMEOUT_MS};
 use reqwest::StatusCode;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -8,6 +8,7 @@
 //! directory of the running test binary.
 
 mod cluster;
+pub mod netns;
 mod sentinel;
 mod server;
 

@@ -18,10 +18,6 @@
 //! leaves the machine. The lab removes its processes, namespaces and links on
 //! drop, and whatever a crashed run left behind before it starts.
 
-#![allow(dead_code)]
-
-pub mod groups;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -208,8 +204,8 @@ impl Drop for Lab {
     }
 }
 
-/// `redis-cli` against `host:port` (an admin address), its stdout.
-pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
+/// `redis-cli` against `host:port` (a lab address), its stdout.
+pub fn redis_cli_at(host: &str, port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-h", host, "-p", &port.to_string()])
         .args(args)
@@ -218,31 +214,16 @@ pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The first line of `ROLE`: `master` or `slave`.
-pub fn role(host: &str) -> String {
-    cli(host, 6379, &["ROLE"])
+/// The first line of `ROLE` of the Redis on `host:port`: `master` or `slave`.
+pub fn role_at(host: &str, port: u16) -> String {
+    redis_cli_at(host, port, &["ROLE"])
         .lines()
         .next()
         .unwrap_or("")
         .to_owned()
 }
 
-/// A field of `INFO`-style (`name:value`) or `SENTINEL MASTER`-style
-/// (alternating lines) output.
-pub fn field(text: &str, name: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(v) = l.strip_prefix(&format!("{name}:")) {
-            return Some(v.trim().to_owned());
-        }
-        if *l == name {
-            return lines.get(i + 1).map(|v| v.trim().to_owned());
-        }
-    }
-    None
-}
-
-/// A directory for a node's files and log.
+/// A directory for one node's files and log under `root`.
 pub fn node_dir(root: &Path, what: &str) -> PathBuf {
     let d = root.join(what);
     std::fs::create_dir_all(&d).expect("node dir");

@@ -8,8 +8,22 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::{cli, field, node_dir, role, Lab};
-use crate::common::{module_path, redis_server_binary, wait_http, wait_until, TempDir};
+use std::time::Duration;
+
+use rl_testkit::netns::{node_dir, redis_cli_at, role_at, Lab};
+use rl_testkit::{field, module_path, wait_until, TempDir};
+
+use crate::common::{redis_server_binary, wait_http};
+
+/// `redis-cli` on a lab host.
+pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
+    redis_cli_at(host, port, args)
+}
+
+/// The role of the Redis node on a lab host.
+pub fn role(host: &str) -> String {
+    role_at(host, REDIS_PORT)
+}
 
 pub const NODE_TIMEOUT_MS: u64 = 2_000;
 pub const DOWN_AFTER_MS: u64 = 2_000;
@@ -103,7 +117,7 @@ impl Group {
         let log = dir.join("stdout.log");
         self.lab.spawn(i, &redis_server_binary(), &args, &[], &log);
         let admin = self.lab.ns[i].admin.clone();
-        wait_until("PING", 10, || {
+        wait_until("PING", Duration::from_secs(10), || {
             cli(&admin, REDIS_PORT, &["PING"]).contains("PONG")
         });
     }
@@ -144,7 +158,7 @@ impl Group {
         );
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
-            wait_until("cluster_state:ok", 30, || {
+            wait_until("cluster_state:ok", Duration::from_secs(30), || {
                 field(
                     &cli(admin, REDIS_PORT, &["CLUSTER", "INFO"]),
                     "cluster_state",
@@ -162,7 +176,7 @@ impl Group {
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
             if role(admin) == "slave" {
-                wait_until("replica in sync", 20, || {
+                wait_until("replica in sync", Duration::from_secs(20), || {
                     field(
                         &cli(admin, REDIS_PORT, &["INFO", "replication"]),
                         "master_link_status",
@@ -208,12 +222,12 @@ impl Group {
         }
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
-            wait_until("sentinels see the group", 30, || {
+            wait_until("sentinels see the group", Duration::from_secs(30), || {
                 let m = cli(admin, SENTINEL_PORT, &["SENTINEL", "MASTER", "mymaster"]);
                 field(&m, "num-slaves").as_deref() == Some("2")
                     && field(&m, "num-other-sentinels").as_deref() == Some("2")
             });
-            wait_until("replicas eligible", 30, || {
+            wait_until("replicas eligible", Duration::from_secs(30), || {
                 let r = cli(admin, SENTINEL_PORT, &["SENTINEL", "REPLICAS", "mymaster"]);
                 let lines: Vec<&str> = r.lines().map(str::trim).collect();
                 let linked = lines
