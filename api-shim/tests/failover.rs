@@ -328,30 +328,7 @@ struct Quiesce {
 
 impl Quiesce {
     fn run(&self) {
-        // WAIT counts acknowledgements of this connection's last write, so
-        // write first: every earlier write is before it in the stream.
-        let n = self.replicas.to_string();
-        // One connection for both: a redis-cli per command would WAIT on a
-        // fresh client with nothing written.
-        let script = format!("SET {} 1\nWAIT {n} 2000\n", self.probe_key);
-        let mut child = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(script.as_bytes()).expect("write");
-        }
-        let out = child.wait_with_output().expect("redis-cli");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            text.lines().nth(1).map(str::trim),
-            Some(n.as_str()),
-            "WAIT {n}: {text}"
-        );
+        rl_testkit::wait_replicated("127.0.0.1", self.port, &self.probe_key, self.replicas);
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rl_testkit::netns::{node_dir, redis_cli_at, role_at, Lab};
-use rl_testkit::{field, module_path, wait_until, TempDir};
+use rl_testkit::{field, module_path, wait_replicated, wait_sentinel_ready, wait_until, TempDir};
 
 use crate::common::{redis_server_binary, wait_http};
 
@@ -222,20 +222,7 @@ impl Group {
         }
         for &i in &self.nodes {
             let admin = &self.lab.ns[i].admin;
-            wait_until("sentinels see the group", Duration::from_secs(30), || {
-                let m = cli(admin, SENTINEL_PORT, &["SENTINEL", "MASTER", "mymaster"]);
-                field(&m, "num-slaves").as_deref() == Some("2")
-                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
-            });
-            wait_until("replicas eligible", Duration::from_secs(30), || {
-                let r = cli(admin, SENTINEL_PORT, &["SENTINEL", "REPLICAS", "mymaster"]);
-                let lines: Vec<&str> = r.lines().map(str::trim).collect();
-                let linked = lines
-                    .windows(2)
-                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
-                    .count();
-                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
-            });
+            wait_sentinel_ready(|args| cli(admin, SENTINEL_PORT, args));
         }
     }
 
@@ -293,33 +280,9 @@ impl Group {
     }
 
     /// Makes every write so far on `master` (namespace) reach `replicas`
-    /// replicas: a write, then `WAIT` on the same connection.
+    /// replicas (a write, then `WAIT` on the same connection).
     pub fn quiesce(&self, master: usize, probe_key: &str, replicas: u32) {
-        let n = replicas.to_string();
-        let script = format!("SET {probe_key} 1\nWAIT {n} 2000\n");
-        let mut child = Command::new("redis-cli")
-            .args([
-                "-h",
-                &self.lab.ns[master].admin,
-                "-p",
-                &REDIS_PORT.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(script.as_bytes()).expect("write");
-        }
-        let out = child.wait_with_output().expect("redis-cli");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            text.lines().nth(1).map(str::trim),
-            Some(n.as_str()),
-            "WAIT {n}: {text}"
-        );
+        wait_replicated(&self.lab.ns[master].admin, REDIS_PORT, probe_key, replicas);
     }
 
     /// Replicas each master has.
