@@ -558,22 +558,7 @@ impl SentinelGroup {
             .map(|_| Server::sentinel(&dir.0, master.port))
             .collect();
         for s in &sentinels {
-            wait_until("sentinels see the group", Duration::from_secs(30), || {
-                let m = cli(s.port, &["SENTINEL", "MASTER", "mymaster"]);
-                field(&m, "num-slaves").as_deref() == Some("2")
-                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
-            });
-            // Both replicas eligible for promotion (linked and reported),
-            // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
-            wait_until("replicas eligible", Duration::from_secs(30), || {
-                let r = cli(s.port, &["SENTINEL", "REPLICAS", "mymaster"]);
-                let lines: Vec<&str> = r.lines().map(str::trim).collect();
-                let linked = lines
-                    .windows(2)
-                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
-                    .count();
-                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
-            });
+            rl_testkit::wait_sentinel_ready(|args| cli(s.port, args));
         }
         let mut nodes = vec![master];
         nodes.extend(replicas);
