@@ -1,0 +1,218 @@
+//! `RL.ACQUIRE`, `RL.RELEASE`, `RL.RENEW`: concurrency leases.
+//!
+//! Parse, read the clock once, run the pure step of `limiter::leases` on the
+//! stored state, store and replicate the result (the whole state, with the
+//! key's absolute expiry: the last lease's), reply. A lease taken by
+//! `RL.LIMITS … CONCURRENCY` lives inside that key's limits state; release
+//! and renew find it there.
+
+use std::ffi::CStr;
+
+use redis_module::{raw, Context, RedisError, RedisResult, RedisValue};
+
+use super::command::{apply_error, bytes, commit, fields, is_resp3, reply_fields, Argv, RawString};
+use super::datatype::LimiterKey;
+use super::{clock, config, info};
+use crate::limiter::leases::{self, Changed, Granted, LeaseError, LeaseState};
+use crate::limiter::limits::{LimitEntry, LimitsState};
+use crate::limiter::state::Kind;
+use crate::limiter::{ApplyError, Decision, State};
+
+/// The arguments after the key, borrowed; on the stack for every call that
+/// can be valid (`limit ttl ID id COST n`, one more to see "too many").
+fn words<'a>(rest: &'a [RawString], slots: &'a mut [&'a [u8]; 7]) -> Vec<&'a [u8]> {
+    // A call this long is invalid: the parser says why from the heap copy.
+    if rest.len() > slots.len() {
+        return rest.iter().map(|&a| bytes(a)).collect();
+    }
+    for (slot, &arg) in slots.iter_mut().zip(rest) {
+        *slot = bytes(arg);
+    }
+    slots.get(..rest.len()).unwrap_or_default().to_vec()
+}
+
+fn wrong_kind(stored: &State) -> RedisError {
+    apply_error(
+        ApplyError::WrongKind {
+            stored: stored.kind(),
+            called: Kind::Leases,
+        },
+        Kind::Leases,
+    )
+}
+
+/// `ERR lease 'x' is already held: …`
+fn lease_error(e: LeaseError) -> RedisError {
+    match e {
+        LeaseError::AlreadyHeld(id) => RedisError::String(format!(
+            "ERR lease '{}' is already held: renew it with RL.RENEW, or release it first",
+            rl_grammar::shown(&id)
+        )),
+    }
+}
+
+/// `RL.ACQUIRE key limit ttl [ID id] [COST n]`
+pub fn acquire(ctx: &Context, argv: Argv) -> RedisResult {
+    let [_, key, rest @ ..] = argv.args() else {
+        return Err(RedisError::String(format!(
+            "ERR wrong number of arguments: usage {}",
+            rl_grammar::USAGE_ACQUIRE
+        )));
+    };
+    let mut slots: [&[u8]; 7] = [&[]; 7];
+    let words = words(rest, &mut slots);
+    let call = rl_grammar::parse_acquire(&words).map_err(|e| RedisError::String(e.into()))?;
+    call.quota
+        .check_max_leases(config::max_leases())
+        .map_err(RedisError::String)?;
+
+    let now = clock::now_ms();
+    let mut lk = LimiterKey::open(ctx, *key);
+    let held = lk.state()?;
+    let stored = match held.as_deref() {
+        None => None,
+        Some(State::Leases(s)) => Some(s),
+        Some(other) => return Err(wrong_kind(other)),
+    };
+    let out = leases::acquire(stored, &call.quota, now, call.cost, call.id).map_err(lease_error)?;
+    drop(held);
+    if let Some(state) = out.new_state {
+        let reset = state.last_expiry().map_or(0, |t| t.saturating_sub(now));
+        commit(ctx, &mut lk, *key, State::Leases(state), now, reset, None)?;
+    }
+    drop(lk);
+    info::ACQUIRE.record(out.decision.allowed());
+    reply_acquired(ctx, &out.decision, out.lease.as_ref());
+    Ok(RedisValue::NoReply)
+}
+
+/// `RL.RELEASE key id`
+pub fn release(ctx: &Context, argv: Argv) -> RedisResult {
+    let (key, id) = match argv.args() {
+        [_, key, rest @ ..] => {
+            let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
+            (*key, rl_grammar::parse_release(&words).map_err(|e| RedisError::String(e.into()))?)
+        }
+        _ => return Err(RedisError::String(rl_grammar::parse_release(&[]).err().map(String::from).unwrap_or_default())),
+    };
+    let done = change(ctx, key, |s, now| leases::release(s, id, now))?;
+    info::RELEASE.record(done);
+    Ok(RedisValue::Integer(i64::from(done)))
+}
+
+/// `RL.RENEW key id ttl`
+pub fn renew(ctx: &Context, argv: Argv) -> RedisResult {
+    let (key, (id, ttl_ms)) = match argv.args() {
+        [_, key, rest @ ..] => {
+            let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
+            (*key, rl_grammar::parse_renew(&words).map_err(|e| RedisError::String(e.into()))?)
+        }
+        _ => return Err(RedisError::String(rl_grammar::parse_renew(&[]).err().map(String::from).unwrap_or_default())),
+    };
+    let done = change(ctx, key, |s, now| leases::renew(s, id, ttl_ms, now))?;
+    info::RENEW.record(done);
+    Ok(RedisValue::Integer(i64::from(done)))
+}
+
+/// Runs a release or renewal on the leases a key holds: an `RL.ACQUIRE`
+/// key's, or those of the `CONCURRENCY` limit of an `RL.LIMITS` key.
+/// Stores and replicates what changed; returns whether the lease was held.
+fn change(
+    ctx: &Context,
+    key: RawString,
+    step: impl Fn(Option<&LeaseState>, u64) -> Changed,
+) -> Result<bool, RedisError> {
+    let now = clock::now_ms();
+    let mut lk = LimiterKey::open(ctx, key);
+    let held = lk.state()?;
+    let (done, next, at) = match held.as_deref() {
+        None => return Ok(false),
+        Some(State::Leases(s)) => {
+            let out = step(Some(s), now);
+            // The key lives as long as its last lease.
+            let at = out
+                .new_state
+                .as_ref()
+                .and_then(LeaseState::last_expiry)
+                .unwrap_or(now);
+            (out.done, out.new_state.map(State::Leases), at)
+        }
+        Some(State::Limits(limits)) => {
+            let Some(pos) = limits
+                .entries()
+                .iter()
+                .position(|e| matches!(e.state, Some(State::Leases(_))))
+            else {
+                return Ok(false);
+            };
+            let stored = match limits.entries().get(pos).and_then(|e| e.state.as_ref()) {
+                Some(State::Leases(s)) => Some(s),
+                _ => None,
+            };
+            let out = step(stored, now);
+            // The other limits' resets depend on quotas this call does not
+            // know: the key keeps its expiry, or outlives a renewed lease.
+            let kept = lk.expires_at().unwrap_or(now);
+            let at = out
+                .new_state
+                .as_ref()
+                .and_then(LeaseState::last_expiry)
+                .map_or(kept, |t| t.max(kept));
+            let next = match out.new_state {
+                Some(s) => Some(State::Limits(with_entry(limits, pos, State::Leases(s))?)),
+                None => None,
+            };
+            (out.done, next, at)
+        }
+        Some(other) => return Err(wrong_kind(other)),
+    };
+    drop(held);
+    if let Some(state) = next {
+        commit(ctx, &mut lk, key, state, now, at.saturating_sub(now), None)?;
+    }
+    Ok(done)
+}
+
+/// `limits` with the state of entry `pos` replaced.
+fn with_entry(limits: &LimitsState, pos: usize, state: State) -> Result<LimitsState, RedisError> {
+    let mut entries: Vec<LimitEntry> = limits.entries().to_vec();
+    if let Some(e) = entries.get_mut(pos) {
+        e.state = Some(state);
+    }
+    LimitsState::new(entries)
+        .map_err(|e| RedisError::String(format!("ERR RL.LIMITS state is damaged ({e}): DEL the key")))
+}
+
+/// The lease fields after the five: the id (nil when denied) and its
+/// expiry in Unix ms (0 when denied).
+pub fn reply_lease(ctx: &Context, resp3: bool, lease: Option<&Granted>, with_expiry: bool) {
+    let c = ctx.ctx;
+    let key = |name: &CStr| {
+        if resp3 {
+            raw::reply_with_simple_string(c, name.as_ptr());
+        }
+    };
+    key(c"lease");
+    match lease {
+        Some(g) => {
+            raw::reply_with_string_buffer(c, g.id.as_ptr().cast(), g.id.len());
+        }
+        None => {
+            raw::reply_with_null(c);
+        }
+    }
+    if with_expiry {
+        key(c"expires_at_ms");
+        raw::reply_with_long_long(
+            c,
+            lease.map_or(0, |g| i64::try_from(g.expires_at_ms).unwrap_or(i64::MAX)),
+        );
+    }
+}
+
+/// `RL.ACQUIRE`'s reply: the five fields, `lease`, `expires_at_ms`.
+fn reply_acquired(ctx: &Context, d: &Decision, lease: Option<&Granted>) {
+    let resp3 = is_resp3(ctx);
+    reply_fields(ctx, resp3, &fields(d), 2);
+    reply_lease(ctx, resp3, lease, true);
+}
