@@ -79,10 +79,16 @@ fn acquire_release_renew_as_the_spec_says(f: Flavor) {
     let before = server_ms(&mut c);
     let a = acquire(&mut c, "RL.ACQUIRE gpu 2 10 ID job-1");
     let after = server_ms(&mut c);
-    assert_eq!((a.allowed, a.limit, a.remaining, a.retry_after_ms), (1, 2, 1, 0));
+    assert_eq!(
+        (a.allowed, a.limit, a.remaining, a.retry_after_ms),
+        (1, 2, 1, 0)
+    );
     assert_eq!(a.reset_after_ms, 10_000);
     assert_eq!(a.lease.as_deref(), Some("job-1"));
-    assert!((before + 10_000..=after + 10_000).contains(&a.expires_at_ms), "{a:?}");
+    assert!(
+        (before + 10_000..=after + 10_000).contains(&a.expires_at_ms),
+        "{a:?}"
+    );
     // The key lives exactly as long as its last lease.
     let (_, at) = snapshot(&mut c, "gpu");
     assert_eq!(at, a.expires_at_ms);
@@ -96,14 +102,23 @@ fn acquire_release_renew_as_the_spec_says(f: Flavor) {
 
     // Full: denied, no lease, retry until the earliest lease expires.
     let d = acquire(&mut c, "RL.ACQUIRE gpu 2 10");
-    assert_eq!((d.allowed, d.remaining, d.lease.as_deref(), d.expires_at_ms), (0, 0, None, 0));
+    assert_eq!(
+        (d.allowed, d.remaining, d.lease.as_deref(), d.expires_at_ms),
+        (0, 0, None, 0)
+    );
     assert!((9_000..=10_000).contains(&d.retry_after_ms), "{d:?}");
     assert!((19_000..=20_000).contains(&d.reset_after_ms), "{d:?}");
     // More than the limit can ever hold: -1.
-    assert_eq!(acquire(&mut c, "RL.ACQUIRE gpu 2 10 COST 3").retry_after_ms, -1);
+    assert_eq!(
+        acquire(&mut c, "RL.ACQUIRE gpu 2 10 COST 3").retry_after_ms,
+        -1
+    );
     // A held id is refused, with the id in the message.
     let e = err(&mut c, "RL.ACQUIRE gpu 5 10 ID job-1");
-    assert_eq!(e, "ERR lease 'job-1' is already held: renew it with RL.RENEW, or release it first");
+    assert_eq!(
+        e,
+        "ERR lease 'job-1' is already held: renew it with RL.RENEW, or release it first"
+    );
 
     // Renew: 1 when held; 0 for unknown ids.
     assert_eq!(int_reply(&mut c, "RL.RENEW gpu job-1 30"), 1);
@@ -128,15 +143,30 @@ fn acquire_release_renew_as_the_spec_says(f: Flavor) {
 
     // Errors name what to fix.
     for (line, want) in [
-        ("RL.ACQUIRE k", "ERR wrong number of arguments: usage RL.ACQUIRE key limit ttl [ID id] [COST n]"),
+        (
+            "RL.ACQUIRE k",
+            "ERR wrong number of arguments: usage RL.ACQUIRE key limit ttl [ID id] [COST n]",
+        ),
         ("RL.ACQUIRE k 0 1", "ERR limit must be an integer from 1"),
         ("RL.ACQUIRE k 1 0", "ERR ttl must be from 0.001"),
         ("RL.ACQUIRE k 1 nan", "ERR ttl must be a positive decimal"),
-        ("RL.ACQUIRE k 1 1 COST 0", "ERR cost must be an integer from 1"),
+        (
+            "RL.ACQUIRE k 1 1 COST 0",
+            "ERR cost must be an integer from 1",
+        ),
         ("RL.ACQUIRE k 1 1 FOO 1", "ERR unknown option 'FOO'"),
-        ("RL.ACQUIRE k 2000 1", "ERR limit 2000 is above ratelimit.max-leases (1024)"),
-        ("RL.RELEASE k", "ERR wrong number of arguments: usage RL.RELEASE key id"),
-        ("RL.RENEW k x", "ERR wrong number of arguments: usage RL.RENEW key id ttl"),
+        (
+            "RL.ACQUIRE k 2000 1",
+            "ERR limit 2000 is above ratelimit.max-leases (1024)",
+        ),
+        (
+            "RL.RELEASE k",
+            "ERR wrong number of arguments: usage RL.RELEASE key id",
+        ),
+        (
+            "RL.RENEW k x",
+            "ERR wrong number of arguments: usage RL.RENEW key id ttl",
+        ),
         ("RL.RENEW k x 0", "ERR ttl must be"),
     ] {
         let e = err(&mut c, line);
@@ -156,8 +186,12 @@ fn acquire_release_renew_as_the_spec_says(f: Flavor) {
 
     // RESP3: a map with the same names plus lease and expires_at_ms.
     let mut r3 = s.conn_resp3();
-    let v: Value = common::cmd("RL.ACQUIRE r3 1 10 ID a").query(&mut r3).expect("RESP3");
-    let Value::Map(pairs) = v else { panic!("not a map: {v:?}") };
+    let v: Value = common::cmd("RL.ACQUIRE r3 1 10 ID a")
+        .query(&mut r3)
+        .expect("RESP3");
+    let Value::Map(pairs) = v else {
+        panic!("not a map: {v:?}")
+    };
     let names: Vec<String> = pairs
         .iter()
         .map(|(k, _)| match k {
@@ -167,18 +201,26 @@ fn acquire_release_renew_as_the_spec_says(f: Flavor) {
         .collect();
     assert_eq!(
         names,
-        ["allowed", "limit", "remaining", "retry_after_ms", "reset_after_ms", "lease", "expires_at_ms"]
+        [
+            "allowed",
+            "limit",
+            "remaining",
+            "retry_after_ms",
+            "reset_after_ms",
+            "lease",
+            "expires_at_ms"
+        ]
     );
     assert_eq!(pairs[5].1, Value::BulkString(b"a".to_vec()));
 
     // INFO counts calls, grants and denials per command.
-    let calls = common::info_int(&mut c, "ratelimit", "acquire_calls");
-    let allowed = common::info_int(&mut c, "ratelimit", "acquire_allowed");
-    let denied = common::info_int(&mut c, "ratelimit", "acquire_denied");
+    let calls = common::info_int(&mut c, "ratelimit", "ratelimit_acquire_calls");
+    let allowed = common::info_int(&mut c, "ratelimit", "ratelimit_acquire_allowed");
+    let denied = common::info_int(&mut c, "ratelimit", "ratelimit_acquire_denied");
     assert_eq!(calls, allowed + denied);
     assert!(denied >= 2 && allowed >= 6, "{allowed} {denied}");
-    assert!(common::info_int(&mut c, "ratelimit", "release_calls") >= 5);
-    assert!(common::info_int(&mut c, "ratelimit", "renew_calls") >= 4);
+    assert!(common::info_int(&mut c, "ratelimit", "ratelimit_release_calls") >= 4);
+    assert!(common::info_int(&mut c, "ratelimit", "ratelimit_renew_calls") >= 4);
 }
 
 /// `MEMORY USAGE` grows with the leases held and their ids.
@@ -186,7 +228,11 @@ fn memory_usage_is_truthful(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
     let usage = |c: &mut redis::Connection| -> i64 {
-        redis::cmd("MEMORY").arg("USAGE").arg("m").query(c).expect("MEMORY USAGE")
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg("m")
+            .query(c)
+            .expect("MEMORY USAGE")
     };
     acquire(&mut c, "RL.ACQUIRE m 1000 600");
     let one = usage(&mut c);
@@ -204,7 +250,11 @@ fn memory_usage_is_truthful(f: Flavor) {
 fn wrongtype_both_ways(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
-    let _: () = redis::cmd("SET").arg("str").arg("x").query(&mut c).expect("SET");
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("x")
+        .query(&mut c)
+        .expect("SET");
     for line in ["RL.ACQUIRE str 1 1", "RL.RELEASE str a", "RL.RENEW str a 1"] {
         assert!(err(&mut c, line).starts_with("WRONGTYPE"), "{line}");
     }
@@ -217,11 +267,19 @@ fn wrongtype_both_ways(f: Flavor) {
         "WRONGTYPE key holds RL.ACQUIRE state, not RL.TOKENBUCKET: use that command on it, or DEL the key"
     );
     let e = err(&mut c, "RL.LIMITS lk 1 FIXEDWINDOW 1 1");
-    assert!(e.starts_with("WRONGTYPE key holds RL.ACQUIRE state, not RL.LIMITS"), "{e}");
-    let _: Vec<i64> = common::cmd("RL.TOKENBUCKET tb 1 1 1").query(&mut c).expect("tb");
+    assert!(
+        e.starts_with("WRONGTYPE key holds RL.ACQUIRE state, not RL.LIMITS"),
+        "{e}"
+    );
+    let _: Vec<i64> = common::cmd("RL.TOKENBUCKET tb 1 1 1")
+        .query(&mut c)
+        .expect("tb");
     for line in ["RL.ACQUIRE tb 1 1", "RL.RELEASE tb a", "RL.RENEW tb a 1"] {
         let e = err(&mut c, line);
-        assert!(e.starts_with("WRONGTYPE key holds RL.TOKENBUCKET state, not RL.ACQUIRE"), "{line}: {e}");
+        assert!(
+            e.starts_with("WRONGTYPE key holds RL.TOKENBUCKET state, not RL.ACQUIRE"),
+            "{line}: {e}"
+        );
     }
 }
 
@@ -268,7 +326,11 @@ fn two_hundred_clients_never_exceed_the_limit(f: Flavor) {
     let most = most.load(Ordering::SeqCst);
     assert!(most <= limit, "{most} holders at once, limit {limit}");
     assert!(most >= 2, "no concurrency reached ({most})");
-    assert_eq!(granted.load(Ordering::SeqCst), 1000, "not every client finished");
+    assert_eq!(
+        granted.load(Ordering::SeqCst),
+        1000,
+        "not every client finished"
+    );
     let mut c = s.conn();
     let a = acquire(&mut c, &format!("RL.ACQUIRE pool {limit} 30"));
     assert_eq!(a.remaining, limit - 1, "a slot did not come back: {a:?}");
@@ -290,10 +352,16 @@ fn slot_returns_exactly_at(c: &mut redis::Connection, key: &str, expires_at_ms: 
         let (t1, t2) = (t1.0 * 1000 + t1.1 / 1000, t2.0 * 1000 + t2.1 / 1000);
         let a = parse_acquired(&v);
         if a.allowed == 1 {
-            assert!(t2 >= expires_at_ms, "granted at {t2}, before the expiry {expires_at_ms}");
+            assert!(
+                t2 >= expires_at_ms,
+                "granted at {t2}, before the expiry {expires_at_ms}"
+            );
             return;
         }
-        assert!(t1 < expires_at_ms + 1, "denied at {t1}, after the expiry {expires_at_ms}");
+        assert!(
+            t1 < expires_at_ms + 1,
+            "denied at {t1}, after the expiry {expires_at_ms}"
+        );
         // The wait it reports ends at the expiry.
         assert!(
             (t1..=t2 + 1).contains(&(expires_at_ms - a.retry_after_ms)),
@@ -334,7 +402,11 @@ fn a_killed_holders_slot_returns_at_its_ttl(f: Flavor) {
     common::wait_for_replica(&mut m);
     master.kill();
     let mut r = replica.conn();
-    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query(&mut r).expect("promote");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut r)
+        .expect("promote");
     slot_returns_exactly_at(&mut r, "job2", a.expires_at_ms);
 }
 
@@ -382,18 +454,27 @@ fn replica_and_aof_are_byte_identical_after_random_calls(f: Flavor) {
     common::wait_for_replica(&mut m);
     let keys: Vec<String> = redis::cmd("KEYS").arg("l:*").query(&mut m).expect("KEYS");
     assert!(keys.len() >= 40, "{} keys", keys.len());
-    let before: Vec<(String, (Vec<u8>, i64))> =
-        keys.iter().map(|k| (k.clone(), snapshot(&mut m, k))).collect();
+    let before: Vec<(String, (Vec<u8>, i64))> = keys
+        .iter()
+        .map(|k| (k.clone(), snapshot(&mut m, k)))
+        .collect();
     let mut compared = 0;
     for (key, (v, at)) in &before {
         let dump: Option<Vec<u8>> = redis::cmd("DUMP").arg(key).query(&mut r).expect("DUMP");
         if let Some(rv) = dump {
             assert_eq!(&rv, v, "{key}: replica value differs");
-            assert_eq!(snapshot(&mut r, key).1, *at, "{key}: replica expiry differs");
+            assert_eq!(
+                snapshot(&mut r, key).1,
+                *at,
+                "{key}: replica expiry differs"
+            );
             compared += 1;
         }
     }
-    assert!(compared >= 40, "only {compared} keys compared on the replica");
+    assert!(
+        compared >= 40,
+        "only {compared} keys compared on the replica"
+    );
     master.restart();
     let mut m = master.conn();
     let mut compared = 0;
@@ -405,7 +486,10 @@ fn replica_and_aof_are_byte_identical_after_random_calls(f: Flavor) {
             compared += 1;
         }
     }
-    assert!(compared >= 40, "only {compared} keys compared after the AOF replay");
+    assert!(
+        compared >= 40,
+        "only {compared} keys compared after the AOF replay"
+    );
 }
 
 /// `MIGRATE` carries the leases (ids, expiries, counter) to another server;
@@ -417,7 +501,10 @@ fn leases_move_with_migrate_and_survive_reload(f: Flavor) {
     let a = acquire(&mut s, "RL.ACQUIRE mv 3 600 ID x");
     acquire(&mut s, "RL.ACQUIRE mv 3 600 COST 2");
     let (v0, at0) = snapshot(&mut s, "mv");
-    let _: Value = redis::cmd("DEBUG").arg("RELOAD").query(&mut s).expect("DEBUG RELOAD");
+    let _: Value = redis::cmd("DEBUG")
+        .arg("RELOAD")
+        .query(&mut s)
+        .expect("DEBUG RELOAD");
     assert_eq!(snapshot(&mut s, "mv"), (v0.clone(), at0));
     let _: () = redis::cmd("MIGRATE")
         .arg("127.0.0.1")
@@ -445,7 +532,8 @@ fn limits_with_concurrency(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
     let line = "RL.LIMITS t 1 NAME rate FIXEDWINDOW 3 60 NAME inflight CONCURRENCY 2 30";
-    let call = |c: &mut redis::Connection| -> Vec<Value> { common::cmd(line).query(c).expect(line) };
+    let call =
+        |c: &mut redis::Connection| -> Vec<Value> { common::cmd(line).query(c).expect(line) };
     let v = call(&mut c);
     assert_eq!(v.len(), 8, "{v:?}");
     assert_eq!(int(&v[0]), 1);
@@ -467,13 +555,21 @@ fn limits_with_concurrency(f: Flavor) {
     let v = call(&mut c);
     assert_eq!((int(&v[0]), int(&v[5]), text(&v[7])), (0, 0, None));
     // Without CONCURRENCY: seven elements, as before.
-    let v: Vec<Value> = common::cmd("RL.LIMITS u 1 FIXEDWINDOW 3 60").query(&mut c).expect("7");
+    let v: Vec<Value> = common::cmd("RL.LIMITS u 1 FIXEDWINDOW 3 60")
+        .query(&mut c)
+        .expect("7");
     assert_eq!(v.len(), 7);
     // RESP3: a `lease` key.
     let mut r3 = s.conn_resp3();
-    let v: Value = common::cmd("RL.LIMITS w 1 CONCURRENCY 1 30").query(&mut r3).expect("RESP3");
-    let Value::Map(pairs) = v else { panic!("not a map: {v:?}") };
-    assert!(matches!(pairs.last(), Some((Value::SimpleString(k), Value::BulkString(_))) if k == "lease"));
+    let v: Value = common::cmd("RL.LIMITS w 1 CONCURRENCY 1 30")
+        .query(&mut r3)
+        .expect("RESP3");
+    let Value::Map(pairs) = v else {
+        panic!("not a map: {v:?}")
+    };
+    assert!(
+        matches!(pairs.last(), Some((Value::SimpleString(k), Value::BulkString(_))) if k == "lease")
+    );
     // One CONCURRENCY per call; no refunds of slots.
     let e = err(&mut c, "RL.LIMITS x 1 CONCURRENCY 1 30 CONCURRENCY 2 30");
     assert!(e.contains("CONCURRENCY is given twice"), "{e}");

@@ -101,6 +101,8 @@ pub fn window_secs(q: &Quota) -> u64 {
         Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => {
             ceil_div(u128::from(w.window_ms()), 1000)
         }
+        // A lease's window is its ttl.
+        Quota::Concurrency(c) => ceil_div(u128::from(c.ttl_ms()), 1000),
     };
     u64::try_from(secs).unwrap_or(u64::MAX)
 }

@@ -13,8 +13,13 @@
 
 use std::fmt;
 
+use crate::bounds::{MAX_COUNT, MAX_LEASES_CAP};
+#[cfg(test)]
+use crate::bounds::{MAX_LEASES_DEFAULT, MAX_WINDOW_MS};
 use crate::number::{parse_count, parse_window_ms, shown};
-use crate::quota::{QuotaError, MAX_COUNT, MAX_WINDOW_MS};
+use crate::quota::LeaseQuota;
+#[cfg(test)]
+use crate::quota::QuotaError;
 
 pub const USAGE_ACQUIRE: &str = "RL.ACQUIRE key limit ttl [ID id] [COST n]";
 pub const USAGE_RELEASE: &str = "RL.RELEASE key id";
@@ -22,65 +27,6 @@ pub const USAGE_RENEW: &str = "RL.RENEW key id ttl";
 
 /// The longest lease id, in bytes.
 pub const MAX_LEASE_ID_LEN: usize = 64;
-/// Default of `ratelimit.max-leases`: the largest `limit` of a lease quota,
-/// and so the most leases one key holds.
-pub const MAX_LEASES_DEFAULT: u64 = 1024;
-/// The highest `ratelimit.max-leases` may be set to; stored states holding
-/// more leases are refused as damaged.
-pub const MAX_LEASES_CAP: u64 = 100_000;
-
-/// A lease quota: at most `limit` slots held at once, each lease living
-/// `ttl_ms` unless renewed or released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseQuota {
-    limit: u64,
-    ttl_ms: u64,
-}
-
-impl LeaseQuota {
-    /// `limit` from 1 to [`MAX_LEASES_CAP`] (a configured maximum is checked
-    /// by [`LeaseQuota::check_max_leases`]), `ttl_ms` from 1 ms to the
-    /// longest window.
-    pub fn new(limit: u64, ttl_ms: u64) -> Result<Self, QuotaError> {
-        if limit == 0 || limit > MAX_LEASES_CAP {
-            return Err(QuotaError::Limit);
-        }
-        if ttl_ms == 0 || ttl_ms > MAX_WINDOW_MS {
-            return Err(QuotaError::Window);
-        }
-        Ok(Self { limit, ttl_ms })
-    }
-
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    pub fn ttl_ms(&self) -> u64 {
-        self.ttl_ms
-    }
-
-    /// Refuses a limit above `ratelimit.max-leases`: a key holds at most
-    /// `limit` leases, so this bounds its memory.
-    pub fn check_max_leases(&self, max: u64) -> Result<(), String> {
-        if self.limit > max {
-            return Err(format!(
-                "ERR limit {} is above ratelimit.max-leases ({max}), the most leases one key may hold: lower it, or raise the maximum with CONFIG SET ratelimit.max-leases",
-                self.limit
-            ));
-        }
-        Ok(())
-    }
-
-    /// The words of this quota in an `RL.LIMITS` spec: `CONCURRENCY 3 30`.
-    pub fn args(&self) -> Vec<String> {
-        vec![
-            "CONCURRENCY".into(),
-            self.limit.to_string(),
-            crate::number::format_window(self.ttl_ms),
-        ]
-    }
-}
-
 /// Why the arguments of a lease command were refused: the `ERR …` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseArgError(String);
@@ -321,7 +267,10 @@ mod tests {
             "{e}"
         );
         assert!(q.check_max_leases(2000).is_ok());
-        assert_eq!(q.args().join(" "), "CONCURRENCY 2000 1");
+        assert_eq!(
+            crate::quota::Quota::Concurrency(q).args().join(" "),
+            "CONCURRENCY 2000 1"
+        );
     }
 
     #[test]

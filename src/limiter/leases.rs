@@ -17,8 +17,8 @@
 
 use std::collections::HashSet;
 
+use super::codec::{read_varint, write_varint, DecodeError, Sink, HORIZON_MS};
 use super::decision::{Decision, Retry};
-use super::state::{read_varint, write_varint, DecodeError, Sink, HORIZON_MS};
 use rl_grammar::{LeaseQuota, MAX_COUNT, MAX_LEASES_CAP, MAX_LEASE_ID_LEN};
 
 /// One lease.
@@ -207,13 +207,30 @@ pub fn acquire(
     cost: u64,
     id: Option<&[u8]>,
 ) -> Result<Acquired, LeaseError> {
-    let empty = LeaseState::default();
-    let s = prev.unwrap_or(&empty);
-    if let Some(id) = id {
+    if let (Some(id), Some(s)) = (id, prev) {
         if s.find(now_ms, id).is_some() {
             return Err(LeaseError::AlreadyHeld(id.into()));
         }
     }
+    Ok(grant(prev, quota, now_ms, cost, id))
+}
+
+/// [`acquire`] with a made id (`CONCURRENCY` in `RL.LIMITS`), which cannot
+/// be held already.
+pub fn take(prev: Option<&LeaseState>, quota: &LeaseQuota, now_ms: u64, cost: u64) -> Acquired {
+    grant(prev, quota, now_ms, cost, None)
+}
+
+/// [`acquire`] once a caller's id is known to be free.
+fn grant(
+    prev: Option<&LeaseState>,
+    quota: &LeaseQuota,
+    now_ms: u64,
+    cost: u64,
+    id: Option<&[u8]>,
+) -> Acquired {
+    let empty = LeaseState::default();
+    let s = prev.unwrap_or(&empty);
     let held = s.held(now_ms);
     let last = s.live(now_ms).last().map(|l| l.expires_at_ms);
     let denied = |retry| Acquired {
@@ -222,7 +239,7 @@ pub fn acquire(
         new_state: s.pruned(now_ms),
     };
     if cost > quota.limit() {
-        return Ok(denied(Retry::Never));
+        return denied(Retry::Never);
     }
     if held.saturating_add(cost) > quota.limit() {
         // Wait until enough slots come back: walk the leases by expiry.
@@ -235,7 +252,7 @@ pub fn acquire(
                 break;
             }
         }
-        return Ok(denied(Retry::After(wait)));
+        return denied(Retry::After(wait));
     }
 
     let floor = now_ms.saturating_mul(1000);
@@ -257,14 +274,14 @@ pub fn acquire(
         slots: cost,
     };
     let new = s.rebuild(now_ms, next, |v| insert_sorted(v, lease));
-    Ok(Acquired {
+    Acquired {
         decision: decision(quota, held + cost, Retry::Now, new.last_expiry(), now_ms),
         lease: Some(Granted {
             id: lease_id,
             expires_at_ms,
         }),
         new_state: Some(new),
-    })
+    }
 }
 
 /// The five fields of a call that takes nothing (`cost 0` in `RL.LIMITS`,

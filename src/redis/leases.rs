@@ -6,17 +6,20 @@
 //! `RL.LIMITS … CONCURRENCY` lives inside that key's limits state; release
 //! and renew find it there.
 
-use std::ffi::CStr;
+use redis_module::{Context, RedisError, RedisResult, RedisValue};
 
-use redis_module::{raw, Context, RedisError, RedisResult, RedisValue};
-
-use super::command::{apply_error, bytes, commit, fields, is_resp3, reply_fields, Argv, RawString};
+use super::command::{
+    apply_error, bytes, commit, fields, is_resp3, reply_fields, reply_lease, Argv, RawString,
+};
 use super::datatype::LimiterKey;
 use super::{clock, config, info};
 use crate::limiter::leases::{self, Changed, Granted, LeaseError, LeaseState};
-use crate::limiter::limits::{LimitEntry, LimitsState};
 use crate::limiter::state::Kind;
 use crate::limiter::{ApplyError, Decision, State};
+use rl_grammar::Algorithm;
+
+/// What the lease commands work on.
+const LEASES: Kind = Kind::Algorithm(Algorithm::Concurrency);
 
 /// The arguments after the key, borrowed; on the stack for every call that
 /// can be valid (`limit ttl ID id COST n`, one more to see "too many").
@@ -35,9 +38,9 @@ fn wrong_kind(stored: &State) -> RedisError {
     apply_error(
         ApplyError::WrongKind {
             stored: stored.kind(),
-            called: Kind::Leases,
+            called: LEASES,
         },
-        Kind::Leases,
+        LEASES,
     )
 }
 
@@ -91,9 +94,19 @@ pub fn release(ctx: &Context, argv: Argv) -> RedisResult {
     let (key, id) = match argv.args() {
         [_, key, rest @ ..] => {
             let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
-            (*key, rl_grammar::parse_release(&words).map_err(|e| RedisError::String(e.into()))?)
+            (
+                *key,
+                rl_grammar::parse_release(&words).map_err(|e| RedisError::String(e.into()))?,
+            )
         }
-        _ => return Err(RedisError::String(rl_grammar::parse_release(&[]).err().map(String::from).unwrap_or_default())),
+        _ => {
+            return Err(RedisError::String(
+                rl_grammar::parse_release(&[])
+                    .err()
+                    .map(String::from)
+                    .unwrap_or_default(),
+            ))
+        }
     };
     let done = change(ctx, key, |s, now| leases::release(s, id, now))?;
     info::RELEASE.record(done);
@@ -105,9 +118,19 @@ pub fn renew(ctx: &Context, argv: Argv) -> RedisResult {
     let (key, (id, ttl_ms)) = match argv.args() {
         [_, key, rest @ ..] => {
             let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
-            (*key, rl_grammar::parse_renew(&words).map_err(|e| RedisError::String(e.into()))?)
+            (
+                *key,
+                rl_grammar::parse_renew(&words).map_err(|e| RedisError::String(e.into()))?,
+            )
         }
-        _ => return Err(RedisError::String(rl_grammar::parse_renew(&[]).err().map(String::from).unwrap_or_default())),
+        _ => {
+            return Err(RedisError::String(
+                rl_grammar::parse_renew(&[])
+                    .err()
+                    .map(String::from)
+                    .unwrap_or_default(),
+            ))
+        }
     };
     let done = change(ctx, key, |s, now| leases::renew(s, id, ttl_ms, now))?;
     info::RENEW.record(done);
@@ -124,6 +147,8 @@ fn change(
 ) -> Result<bool, RedisError> {
     let now = clock::now_ms();
     let mut lk = LimiterKey::open(ctx, key);
+    // An `RL.LIMITS` key's expiry, kept (read before the state is borrowed).
+    let kept = lk.expires_at().unwrap_or(now);
     let held = lk.state()?;
     let (done, next, at) = match held.as_deref() {
         None => return Ok(false),
@@ -138,30 +163,20 @@ fn change(
             (out.done, out.new_state.map(State::Leases), at)
         }
         Some(State::Limits(limits)) => {
-            let Some(pos) = limits
-                .entries()
-                .iter()
-                .position(|e| matches!(e.state, Some(State::Leases(_))))
-            else {
+            let Some((pos, stored)) = limits.leases() else {
                 return Ok(false);
             };
-            let stored = match limits.entries().get(pos).and_then(|e| e.state.as_ref()) {
-                Some(State::Leases(s)) => Some(s),
-                _ => None,
-            };
-            let out = step(stored, now);
+            let out = step(Some(stored), now);
             // The other limits' resets depend on quotas this call does not
             // know: the key keeps its expiry, or outlives a renewed lease.
-            let kept = lk.expires_at().unwrap_or(now);
             let at = out
                 .new_state
                 .as_ref()
                 .and_then(LeaseState::last_expiry)
                 .map_or(kept, |t| t.max(kept));
-            let next = match out.new_state {
-                Some(s) => Some(State::Limits(with_entry(limits, pos, State::Leases(s))?)),
-                None => None,
-            };
+            let next = out
+                .new_state
+                .map(|s| State::Limits(limits.with_leases(pos, s)));
             (out.done, next, at)
         }
         Some(other) => return Err(wrong_kind(other)),
@@ -171,43 +186,6 @@ fn change(
         commit(ctx, &mut lk, key, state, now, at.saturating_sub(now), None)?;
     }
     Ok(done)
-}
-
-/// `limits` with the state of entry `pos` replaced.
-fn with_entry(limits: &LimitsState, pos: usize, state: State) -> Result<LimitsState, RedisError> {
-    let mut entries: Vec<LimitEntry> = limits.entries().to_vec();
-    if let Some(e) = entries.get_mut(pos) {
-        e.state = Some(state);
-    }
-    LimitsState::new(entries)
-        .map_err(|e| RedisError::String(format!("ERR RL.LIMITS state is damaged ({e}): DEL the key")))
-}
-
-/// The lease fields after the five: the id (nil when denied) and its
-/// expiry in Unix ms (0 when denied).
-pub fn reply_lease(ctx: &Context, resp3: bool, lease: Option<&Granted>, with_expiry: bool) {
-    let c = ctx.ctx;
-    let key = |name: &CStr| {
-        if resp3 {
-            raw::reply_with_simple_string(c, name.as_ptr());
-        }
-    };
-    key(c"lease");
-    match lease {
-        Some(g) => {
-            raw::reply_with_string_buffer(c, g.id.as_ptr().cast(), g.id.len());
-        }
-        None => {
-            raw::reply_with_null(c);
-        }
-    }
-    if with_expiry {
-        key(c"expires_at_ms");
-        raw::reply_with_long_long(
-            c,
-            lease.map_or(0, |g| i64::try_from(g.expires_at_ms).unwrap_or(i64::MAX)),
-        );
-    }
 }
 
 /// `RL.ACQUIRE`'s reply: the five fields, `lease`, `expires_at_ms`.

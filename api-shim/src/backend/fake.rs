@@ -44,6 +44,7 @@ fn quota_of(q: &Quota) -> u64 {
     match q {
         Quota::TokenBucket(t) => t.capacity(),
         Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => w.limit(),
+        Quota::Concurrency(c) => c.limit(),
     }
 }
 
