@@ -336,14 +336,14 @@ fn two_hundred_clients_never_exceed_the_limit(f: Flavor) {
     assert_eq!(a.remaining, limit - 1, "a slot did not come back: {a:?}");
 }
 
-/// Probes `RL.ACQUIRE key 1 …` between two `TIME`s in one transaction until
-/// granted: every denial is before `expires_at_ms` and the grant at or after
-/// it, to the millisecond.
+/// Probes `RL.ACQUIRE key 1 …` between two `TIME`s (one pipeline, run in
+/// order; not a transaction: Valkey answers `TIME` inside `MULTI` with the
+/// transaction's start) until granted: every denial is before
+/// `expires_at_ms` and the grant at or after it, to the millisecond.
 fn slot_returns_exactly_at(c: &mut redis::Connection, key: &str, expires_at_ms: i64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (t1, v, t2): ((i64, i64), Vec<Value>, (i64, i64)) = redis::pipe()
-            .atomic()
             .cmd("TIME")
             .add_command(common::cmd(&format!("RL.ACQUIRE {key} 1 60")))
             .cmd("TIME")
