@@ -305,52 +305,43 @@ pub fn observe(prev: Option<&LeaseState>, quota: &LeaseQuota, now_ms: u64) -> Ac
 /// Frees lease `id`. Releasing one that is unknown, released or expired is
 /// not an error: `done` is false.
 pub fn release(prev: Option<&LeaseState>, id: &[u8], now_ms: u64) -> Changed {
-    let Some(s) = prev else {
-        return Changed {
-            done: false,
-            new_state: None,
-        };
-    };
-    match s.find(now_ms, id) {
-        Some(i) => Changed {
-            done: true,
-            new_state: Some(s.rebuild(now_ms, s.next_id, |v| {
-                if i < v.len() {
-                    v.remove(i);
-                }
-            })),
-        },
-        None => Changed {
-            done: false,
-            new_state: s.pruned(now_ms),
-        },
-    }
+    change(prev, id, now_ms, |_| None)
 }
 
 /// Lease `id` now expires `ttl_ms` from `now_ms` (sooner or later than
 /// before). An expired or unknown lease is not renewed: `done` is false.
 pub fn renew(prev: Option<&LeaseState>, id: &[u8], ttl_ms: u64, now_ms: u64) -> Changed {
-    let Some(s) = prev else {
+    change(prev, id, now_ms, |mut lease| {
+        lease.expires_at_ms = now_ms.saturating_add(ttl_ms).min(HORIZON_MS);
+        Some(lease)
+    })
+}
+
+/// Takes live lease `id` out and puts back what `f` makes of it (`None`:
+/// nothing, i.e. released). Not held: `done` is false, and only the
+/// expired leases are dropped.
+fn change(
+    prev: Option<&LeaseState>,
+    id: &[u8],
+    now_ms: u64,
+    f: impl FnOnce(Lease) -> Option<Lease>,
+) -> Changed {
+    let found = prev.and_then(|s| Some((s, s.find(now_ms, id)?)));
+    let Some((s, i)) = found else {
         return Changed {
             done: false,
-            new_state: None,
+            new_state: prev.and_then(|s| s.pruned(now_ms)),
         };
     };
-    match s.find(now_ms, id) {
-        Some(i) => Changed {
-            done: true,
-            new_state: Some(s.rebuild(now_ms, s.next_id, |v| {
-                if i < v.len() {
-                    let mut lease = v.remove(i);
-                    lease.expires_at_ms = now_ms.saturating_add(ttl_ms).min(HORIZON_MS);
+    Changed {
+        done: true,
+        new_state: Some(s.rebuild(now_ms, s.next_id, |v| {
+            if i < v.len() {
+                if let Some(lease) = f(v.remove(i)) {
                     insert_sorted(v, lease);
                 }
-            })),
-        },
-        None => Changed {
-            done: false,
-            new_state: s.pruned(now_ms),
-        },
+            }
+        })),
     }
 }
 

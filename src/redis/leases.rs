@@ -21,19 +21,6 @@ use rl_grammar::Algorithm;
 /// What the lease commands work on.
 const LEASES: Kind = Kind::Algorithm(Algorithm::Concurrency);
 
-/// The arguments after the key, borrowed; on the stack for every call that
-/// can be valid (`limit ttl ID id COST n`, one more to see "too many").
-fn words<'a>(rest: &'a [RawString], slots: &'a mut [&'a [u8]; 7]) -> Vec<&'a [u8]> {
-    // A call this long is invalid: the parser says why from the heap copy.
-    if rest.len() > slots.len() {
-        return rest.iter().map(|&a| bytes(a)).collect();
-    }
-    for (slot, &arg) in slots.iter_mut().zip(rest) {
-        *slot = bytes(arg);
-    }
-    slots.get(..rest.len()).unwrap_or_default().to_vec()
-}
-
 fn wrong_kind(stored: &State) -> RedisError {
     apply_error(
         ApplyError::WrongKind {
@@ -56,21 +43,13 @@ fn lease_error(e: LeaseError) -> RedisError {
 
 /// `RL.ACQUIRE key limit ttl [ID id] [COST n]`
 pub fn acquire(ctx: &Context, argv: Argv) -> RedisResult {
-    let [_, key, rest @ ..] = argv.args() else {
-        return Err(RedisError::String(format!(
-            "ERR wrong number of arguments: usage {}",
-            rl_grammar::USAGE_ACQUIRE
-        )));
-    };
-    let mut slots: [&[u8]; 7] = [&[]; 7];
-    let words = words(rest, &mut slots);
-    let call = rl_grammar::parse_acquire(&words).map_err(|e| RedisError::String(e.into()))?;
+    let (key, call) = key_and_words(&argv, rl_grammar::parse_acquire)?;
     call.quota
         .check_max_leases(config::max_leases())
         .map_err(RedisError::String)?;
 
     let now = clock::now_ms();
-    let mut lk = LimiterKey::open(ctx, *key);
+    let mut lk = LimiterKey::open(ctx, key);
     let held = lk.state()?;
     let stored = match held.as_deref() {
         None => None,
@@ -81,7 +60,7 @@ pub fn acquire(ctx: &Context, argv: Argv) -> RedisResult {
     drop(held);
     if let Some(state) = out.new_state {
         let reset = state.last_expiry().map_or(0, |t| t.saturating_sub(now));
-        commit(ctx, &mut lk, *key, State::Leases(state), now, reset, None)?;
+        commit(ctx, &mut lk, key, State::Leases(state), now, reset, None)?;
     }
     drop(lk);
     info::ACQUIRE.record(out.decision.allowed());
@@ -89,25 +68,27 @@ pub fn acquire(ctx: &Context, argv: Argv) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
-/// `RL.RELEASE key id`
-pub fn release(ctx: &Context, argv: Argv) -> RedisResult {
-    let (key, id) = match argv.args() {
+/// The key and the words after it, or the usage error of `parse` when the
+/// call has no key.
+fn key_and_words<'a, T>(
+    argv: &Argv<'a>,
+    parse: fn(&[&'a [u8]]) -> Result<T, rl_grammar::LeaseArgError>,
+) -> Result<(RawString, T), RedisError> {
+    let refused = |e: rl_grammar::LeaseArgError| RedisError::String(e.into());
+    match argv.args() {
         [_, key, rest @ ..] => {
             let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
-            (
-                *key,
-                rl_grammar::parse_release(&words).map_err(|e| RedisError::String(e.into()))?,
-            )
+            Ok((*key, parse(&words).map_err(refused)?))
         }
-        _ => {
-            return Err(RedisError::String(
-                rl_grammar::parse_release(&[])
-                    .err()
-                    .map(String::from)
-                    .unwrap_or_default(),
-            ))
-        }
-    };
+        _ => Err(parse(&[])
+            .err()
+            .map_or(RedisError::Str("ERR wrong number of arguments"), refused)),
+    }
+}
+
+/// `RL.RELEASE key id`
+pub fn release(ctx: &Context, argv: Argv) -> RedisResult {
+    let (key, id) = key_and_words(&argv, rl_grammar::parse_release)?;
     let done = change(ctx, key, |s, now| leases::release(s, id, now))?;
     info::RELEASE.record(done);
     Ok(RedisValue::Integer(i64::from(done)))
@@ -115,23 +96,7 @@ pub fn release(ctx: &Context, argv: Argv) -> RedisResult {
 
 /// `RL.RENEW key id ttl`
 pub fn renew(ctx: &Context, argv: Argv) -> RedisResult {
-    let (key, (id, ttl_ms)) = match argv.args() {
-        [_, key, rest @ ..] => {
-            let words: Vec<&[u8]> = rest.iter().map(|&a| bytes(a)).collect();
-            (
-                *key,
-                rl_grammar::parse_renew(&words).map_err(|e| RedisError::String(e.into()))?,
-            )
-        }
-        _ => {
-            return Err(RedisError::String(
-                rl_grammar::parse_renew(&[])
-                    .err()
-                    .map(String::from)
-                    .unwrap_or_default(),
-            ))
-        }
-    };
+    let (key, (id, ttl_ms)) = key_and_words(&argv, rl_grammar::parse_renew)?;
     let done = change(ctx, key, |s, now| leases::renew(s, id, ttl_ms, now))?;
     info::RENEW.record(done);
     Ok(RedisValue::Integer(i64::from(done)))
