@@ -200,7 +200,11 @@ fn failover_keeps_limits(f: Flavor) {
         .arg(600)
         .query(&mut m)
         .expect("acquire after failover");
-    assert_eq!(again[0], redis::Value::Int(0), "a held lease was lost: {again:?}");
+    assert_eq!(
+        again[0],
+        redis::Value::Int(0),
+        "a held lease was lost: {again:?}"
+    );
     let released: i64 = redis::cmd("RL.RELEASE")
         .arg("{tenant:9}:jobs")
         .arg("job-1")
