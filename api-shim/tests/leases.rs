@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use api_shim::backend::FakeBackend;
+use api_shim::backend::fake::FakeBackend;
 use api_shim::config::Config;
 use api_shim::{app, AppState};
 use axum::body::Body;

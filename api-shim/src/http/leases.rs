@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::check::check;
 use super::params::{Params, Peer, RawQuery};
-use super::{within, AppState};
+use super::state::{within, AppState};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::Config;
 use crate::error::{ApiError, Outcome};
