@@ -30,7 +30,7 @@ mod registration {
     use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
-    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, propagation};
+    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, leases, propagation};
 
     /// A command callback over the server's own argument vector: the
     /// wrapper's `commands` list would first copy every argument into an
@@ -55,12 +55,15 @@ mod registration {
 
     /// The commands every caller runs, registered like the `commands` list
     /// does (same flags, keys and ACL category), but over [`raw_command!`].
-    const HOT: [(&CStr, raw::RedisModuleCmdFunc); 5] = [
+    const HOT: [(&CStr, raw::RedisModuleCmdFunc); 8] = [
         (c"RL.TOKENBUCKET", raw_command!(command::token_bucket)),
         (c"RL.FIXEDWINDOW", raw_command!(command::fixed_window)),
         (c"RL.SLIDING", raw_command!(command::sliding)),
         (c"RL.LIMITS", raw_command!(command::limits)),
         (c"CL.THROTTLE", raw_command!(command::throttle)),
+        (c"RL.ACQUIRE", raw_command!(leases::acquire)),
+        (c"RL.RELEASE", raw_command!(leases::release)),
+        (c"RL.RENEW", raw_command!(leases::renew)),
     ];
 
     fn register(ctx: &Context, name: &CStr, call: raw::RedisModuleCmdFunc) -> Status {
@@ -136,6 +139,7 @@ mod registration {
         configurations: [
             i64: [
                 ["exact-max-log", &config::EXACT_MAX_LOG, config::EXACT_MAX_LOG_DEFAULT, 1, 1_000_000, ConfigurationFlags::DEFAULT, None],
+                ["max-leases", &config::MAX_LEASES, config::MAX_LEASES_DEFAULT, 1, config::MAX_LEASES_CAP, ConfigurationFlags::DEFAULT, None],
             ],
             string: [],
             bool: [],

@@ -189,11 +189,17 @@ fn parse_reply(v: &Value) -> Option<Reply> {
     Reply::from_values(&ints)
 }
 
-/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map.
+/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map; with
+/// a `concurrency` limit, an eighth element (`lease`): its id or nil.
 fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
-    let (allowed, binding, limits) = match v {
+    let (allowed, binding, limits, lease) = match v {
         Value::Array(items) => match items.as_slice() {
-            [allowed, _, _, _, _, binding, Value::Array(limits)] => (allowed, binding, limits),
+            [allowed, _, _, _, _, binding, Value::Array(limits)] => {
+                (allowed, binding, limits, None)
+            }
+            [allowed, _, _, _, _, binding, Value::Array(limits), lease] => {
+                (allowed, binding, limits, as_text(lease))
+            }
             _ => return None,
         },
         Value::Map(pairs) => {
@@ -204,7 +210,9 @@ fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
                     .map(|(_, v)| v)
             };
             match (get("allowed"), get("binding"), get("limits")) {
-                (Some(a), Some(b), Some(Value::Array(l))) => (a, b, l),
+                (Some(a), Some(b), Some(Value::Array(l))) => {
+                    (a, b, l, get("lease").and_then(as_text))
+                }
                 _ => return None,
             }
         }
@@ -219,6 +227,7 @@ fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
         allowed: as_int(allowed)? == 1,
         binding,
         limits,
+        lease,
     })
 }
 
@@ -275,6 +284,15 @@ impl Backend for RedisBackend {
         let v = self.exec(&cmd).await?;
         parse_limits_reply(&v, calls.len())
             .ok_or_else(|| BackendError::Protocol(format!("RL.LIMITS answered {v:?}")))
+    }
+
+    async fn release(&self, key: &str, id: &str) -> Result<bool, BackendError> {
+        let mut cmd = redis::cmd("RL.RELEASE");
+        cmd.arg(key).arg(id);
+        let v = self.exec(&cmd).await?;
+        as_int(&v)
+            .map(|n| n == 1)
+            .ok_or_else(|| BackendError::Protocol(format!("RL.RELEASE answered {v:?}")))
     }
 
     async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError> {

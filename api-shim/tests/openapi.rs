@@ -44,6 +44,7 @@ async fn routed(state: &AppState, method: &str, path: &str) -> bool {
     let uri = path
         .replace("{key}", "k")
         .replace("{policy}", "api")
+        .replace("{id}", "lease-1")
         .replace("{file}", "index.html");
     let req = Request::builder()
         .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("method"))

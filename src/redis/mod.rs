@@ -9,5 +9,6 @@ pub mod command;
 pub mod config;
 pub mod datatype;
 pub mod info;
+pub mod leases;
 pub mod propagation;
 pub mod value;
