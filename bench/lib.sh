@@ -37,6 +37,19 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# A free loopback port from a random base.
+free_port() {
+    local p=$((20000 + RANDOM % 20000)) i
+    for i in $(seq 100); do
+        if ! port_in_use "$p"; then
+            echo "$p"
+            return 0
+        fi
+        p=$((p + 1))
+    done
+    die "no free port found"
+}
+
 # build_module PATH ENV_NAME: builds the release module unless BENCH_BUILD=0
 # or the module path was given in ENV_NAME, then checks it exists.
 build_module() {

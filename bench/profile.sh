@@ -65,18 +65,6 @@ case "$N" in '' | *[!0-9]*) die "PROFILE_N must be a positive integer, got '$N'"
 
 build_module "$MODULE" PROFILE_MODULE
 
-free_port() {
-    local p=$((20000 + RANDOM % 20000)) i
-    for i in $(seq 100); do
-        if ! port_in_use "$p"; then
-            echo "$p"
-            return 0
-        fi
-        p=$((p + 1))
-    done
-    die "no free port found"
-}
-
 # workload -> "label|commandstats name|handler function|command..."
 # The handler is where the command's own work starts: RedisModuleCommandDispatcher
 # for module commands (it wraps the Rust handler), the C command function for

@@ -32,7 +32,7 @@ mod registration {
     use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
-    use crate::redis::{command_docs, config, datatype::RATELIMIT_TYPE, info, propagation};
+    use crate::redis::{command_docs, config, datatype::RATELIMIT_TYPE, info, leases, propagation};
 
     /// A command callback over the server's own argument vector: the
     /// wrapper's `commands` list would first copy every argument into an
@@ -57,12 +57,15 @@ mod registration {
 
     /// The commands every caller runs, registered like the `commands` list
     /// does (same flags, keys and ACL category), but over [`raw_command!`].
-    const HOT: [(&CStr, raw::RedisModuleCmdFunc); 5] = [
+    const HOT: [(&CStr, raw::RedisModuleCmdFunc); 8] = [
         (c"RL.TOKENBUCKET", raw_command!(command::token_bucket)),
         (c"RL.FIXEDWINDOW", raw_command!(command::fixed_window)),
         (c"RL.SLIDING", raw_command!(command::sliding)),
         (c"RL.LIMITS", raw_command!(command::limits)),
         (c"CL.THROTTLE", raw_command!(command::throttle)),
+        (c"RL.ACQUIRE", raw_command!(leases::acquire)),
+        (c"RL.RELEASE", raw_command!(leases::release)),
+        (c"RL.RENEW", raw_command!(leases::renew)),
     ];
 
     fn register(ctx: &Context, name: &CStr, call: raw::RedisModuleCmdFunc) -> Status {
@@ -104,32 +107,49 @@ mod registration {
         Status::Ok
     }
 
-    /// `ratelimit.exact-max-log`: registered here rather than through the
+    /// The `ratelimit.*` configs: name, value, default, min, max.
+    const CONFIGS: [(&str, &std::sync::atomic::AtomicI64, i64, i64, i64); 2] = [
+        (
+            "exact-max-log",
+            &config::EXACT_MAX_LOG,
+            config::EXACT_MAX_LOG_DEFAULT,
+            1,
+            1_000_000,
+        ),
+        (
+            "max-leases",
+            &config::MAX_LEASES,
+            config::MAX_LEASES_DEFAULT,
+            1,
+            config::MAX_LEASES_CAP,
+        ),
+    ];
+
+    /// The `ratelimit.*` configs: registered here rather than through the
     /// macro's `configurations`, which ignores what `LoadConfigs` answers
     /// (a `MODULE LOADEX … CONFIG ratelimit.exact-max-log 0` then left a
     /// half-loaded module that could not be unloaded) and takes a module
     /// argument (`exact-max-log N`) unchecked as the default.
     fn configure(ctx: &Context, args: &[RedisString]) -> Status {
-        const NAME: &str = "exact-max-log";
-        const MIN: i64 = 1;
-        const MAX: i64 = 1_000_000;
-        let default = match get_i64_default_config_value(args, NAME, config::EXACT_MAX_LOG_DEFAULT)
-        {
-            Ok(v) if (MIN..=MAX).contains(&v) => v,
-            Ok(v) => {
-                ctx.log_warning(&format!(
-                    "ratelimit: module argument {NAME} {v} must be between {MIN} and {MAX}"
-                ));
-                return Status::Err;
-            }
-            Err(e) => {
-                ctx.log_warning(&format!(
-                    "ratelimit: module argument {NAME} must be an integer between {MIN} and {MAX} ({e})"
-                ));
-                return Status::Err;
-            }
-        };
-        // Servers without module configs (before 7.0) keep the default.
+        let mut defaults = [0i64; CONFIGS.len()];
+        for ((name, _, fallback, min, max), slot) in CONFIGS.iter().zip(defaults.iter_mut()) {
+            *slot = match get_i64_default_config_value(args, name, *fallback) {
+                Ok(v) if (*min..=*max).contains(&v) => v,
+                Ok(v) => {
+                    ctx.log_warning(&format!(
+                        "ratelimit: module argument {name} {v} must be between {min} and {max}"
+                    ));
+                    return Status::Err;
+                }
+                Err(e) => {
+                    ctx.log_warning(&format!(
+                        "ratelimit: module argument {name} must be an integer between {min} and {max} ({e})"
+                    ));
+                    return Status::Err;
+                }
+            };
+        }
+        // Servers without module configs (before 7.0) keep the defaults.
         // SAFETY: the API table is filled by RedisModule_Init before OnLoad.
         let (Some(_), Some(load)) = (unsafe {
             (
@@ -137,19 +157,23 @@ mod registration {
                 raw::RedisModule_LoadConfigs,
             )
         }) else {
-            config::EXACT_MAX_LOG.store(default, std::sync::atomic::Ordering::Relaxed);
+            for ((_, value, ..), default) in CONFIGS.iter().zip(defaults) {
+                value.store(default, std::sync::atomic::Ordering::Relaxed);
+            }
             return Status::Ok;
         };
-        register_i64_configuration(
-            ctx,
-            NAME,
-            &config::EXACT_MAX_LOG,
-            default,
-            MIN,
-            MAX,
-            ConfigurationFlags::DEFAULT,
-            None,
-        );
+        for ((name, value, _, min, max), default) in CONFIGS.iter().zip(defaults) {
+            register_i64_configuration(
+                ctx,
+                name,
+                *value,
+                default,
+                *min,
+                *max,
+                ConfigurationFlags::DEFAULT,
+                None,
+            );
+        }
         // SAFETY: OnLoad's context; applies `MODULE LOADEX … CONFIG` values
         // and config-file lines, or the defaults.
         if unsafe { load(ctx.ctx) } != raw::REDISMODULE_OK as c_int {

@@ -137,6 +137,15 @@ fn failover_keeps_limits(f: Flavor) {
             .arg(2)
             .query(&mut m)
             .expect("sliding");
+        let lease: Vec<redis::Value> = redis::cmd("RL.ACQUIRE")
+            .arg("{tenant:9}:jobs")
+            .arg(1)
+            .arg(600)
+            .arg("ID")
+            .arg("job-1")
+            .query(&mut m)
+            .expect("acquire");
+        assert_eq!(lease[0], redis::Value::Int(1));
         let acked: i64 = redis::cmd("WAIT")
             .arg(1)
             .arg(5000)
@@ -183,6 +192,25 @@ fn failover_keeps_limits(f: Flavor) {
         .query(&mut m)
         .expect("sliding");
     assert_eq!(s[2], 3, "sliding window count lost: {s:?}");
+    // The lease survived the failover: the slot is still taken, and the
+    // holder can release it on the new master.
+    let again: Vec<redis::Value> = redis::cmd("RL.ACQUIRE")
+        .arg("{tenant:9}:jobs")
+        .arg(1)
+        .arg(600)
+        .query(&mut m)
+        .expect("acquire after failover");
+    assert_eq!(
+        again[0],
+        redis::Value::Int(0),
+        "a held lease was lost: {again:?}"
+    );
+    let released: i64 = redis::cmd("RL.RELEASE")
+        .arg("{tenant:9}:jobs")
+        .arg("job-1")
+        .query(&mut m)
+        .expect("release after failover");
+    assert_eq!(released, 1);
 }
 
 /// Moving a slot with MIGRATE carries state and TTL intact.
@@ -194,6 +222,7 @@ fn resharding_moves_state_intact(f: Flavor) {
         "{shop:1}:se",
         "{shop:1}:sa",
         "{shop:1}:li",
+        "{shop:1}:le",
     ];
     let slot = keyslot(&mut cluster.nodes[0].conn(), keys[0]);
     let src = cluster.owner(slot).expect("an owner for the slot");
@@ -234,6 +263,14 @@ fn resharding_moves_state_intact(f: Flavor) {
         .arg(&["TOKENBUCKET", "5", "0.01", "SLIDING", "9", "600"][..])
         .query(&mut s)
         .expect("li");
+    let _: redis::Value = redis::cmd("RL.ACQUIRE")
+        .arg(keys[5])
+        .arg(1)
+        .arg(600)
+        .arg("ID")
+        .arg("job-1")
+        .query(&mut s)
+        .expect("le");
     let before: Vec<_> = keys.iter().map(|k| common::snapshot(&mut s, k)).collect();
 
     let (src_id, dst_id) = (node_id(src.port), node_id(dst.port));
@@ -296,6 +333,13 @@ fn resharding_moves_state_intact(f: Flavor) {
     let mut c = cluster.client();
     let r: Vec<i64> = tb(keys[0], 0).query(&mut c).expect("after move");
     assert_eq!(r[2], 1);
+    // The lease moved with its key: still held, and releasable there.
+    let released: i64 = redis::cmd("RL.RELEASE")
+        .arg(keys[5])
+        .arg("job-1")
+        .query(&mut c)
+        .expect("release after move");
+    assert_eq!(released, 1);
 }
 
 on_both_servers!(

@@ -12,11 +12,14 @@ use common::{Flavor, Server};
 use redis::Value;
 
 /// The client commands and the README heading each usage block follows.
-const CLIENT_COMMANDS: [&str; 5] = [
+const CLIENT_COMMANDS: [&str; 8] = [
     "RL.TOKENBUCKET",
     "RL.FIXEDWINDOW",
     "RL.SLIDING",
     "RL.LIMITS",
+    "RL.ACQUIRE",
+    "RL.RELEASE",
+    "RL.RENEW",
     "CL.THROTTLE",
 ];
 const INTERNAL_COMMANDS: [&str; 2] = ["RL.SETSTATE", "RL.EXACTADD"];

@@ -1,9 +1,9 @@
-//! The commands as SPEC.md describes them, on a real server, for every
+//! The commands as docs/commands.md describes them, on a real server, for every
 //! algorithm, on Redis 7.0 and Valkey.
 
 mod common;
 
-use common::{call, err, ok, Flavor, Server};
+use common::{call, err, ok, readme_first_call, Flavor, Server};
 use std::collections::HashMap;
 
 /// One algorithm, called with a given limit and cost. Windows and rates are
@@ -35,17 +35,7 @@ const ALGOS: [Algo; 4] = [
 fn readme_example(f: Flavor) {
     let s = Server::start(f);
     let mut c = s.conn();
-    let r = ok(&mut c, "RL.TOKENBUCKET user:1 10 1 1");
-    assert_eq!(
-        (
-            r.allowed,
-            r.limit,
-            r.remaining,
-            r.retry_after_ms,
-            r.reset_after_ms
-        ),
-        (1, 10, 9, 0, 1000)
-    );
+    readme_first_call(&mut c);
     let t: String = redis::cmd("TYPE")
         .arg("user:1")
         .query(&mut c)

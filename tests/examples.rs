@@ -224,12 +224,7 @@ fn node_example_reads_resp2_and_resp3_replies() {
 
 /// `api-shim/examples/client.rs`, as built by `cargo test` next to this binary.
 fn rust_client() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let client = profile_dir.join("examples/client");
+    let client = rl_testkit::profile_dir().join("examples/client");
     assert!(
         client.exists(),
         "{} missing: `cargo test --workspace` builds it (or `cargo build -p api-shim --examples`)",

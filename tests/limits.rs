@@ -1,4 +1,4 @@
-//! `RL.LIMITS` and refunds as SPEC.md describes them ("Several limits at
+//! `RL.LIMITS` and refunds as docs/commands.md describes them ("Several limits at
 //! once, all or nothing" and the `cost` paragraph), on a real server.
 //! Durability (replica, reload, RDB, AOF, DUMP/RESTORE, MIGRATE) is covered
 //! with the other commands in `durability.rs` and `cluster.rs`, whose

@@ -1,5 +1,5 @@
-//! The second reliability round (issue 13) on real servers: a clock that ran
-//! ahead, forged states, ACLs.
+//! Reliability on real servers: a clock that ran ahead, forged states, ACLs
+//! (docs/commands.md, "Correctness across nodes, restarts and time").
 
 mod common;
 #[path = "common/payload.rs"]

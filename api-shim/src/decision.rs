@@ -59,6 +59,9 @@ pub struct Decision {
     /// Index into `items` of the binding limit (the module says which), the
     /// one reported in `X-RateLimit-*` and `Retry-After`.
     pub binding: usize,
+    /// The lease a `concurrency` limit took: release it with
+    /// `DELETE /v1/leases/{policy}/{id}` when the work is done.
+    pub lease: Option<String>,
 }
 
 /// Milliseconds to whole seconds, rounded up: a client that waits what we say
@@ -88,6 +91,8 @@ pub const X_RATELIMIT_ERROR: HeaderName = HeaderName::from_static("x-ratelimit-e
 /// Set when a request was let through only because Redis was down and
 /// `fail_open = true`.
 pub const X_RATELIMIT_FAIL_OPEN: HeaderName = HeaderName::from_static("x-ratelimit-fail-open");
+/// The lease a granted request holds (policies with a `concurrency` limit).
+pub const X_LEASE_ID: HeaderName = HeaderName::from_static("x-lease-id");
 
 /// The window `w` in whole seconds, rounded up. A token bucket has no window;
 /// it reports the time an empty bucket takes to refill completely.
@@ -101,6 +106,8 @@ pub fn window_secs(q: &Quota) -> u64 {
         Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => {
             ceil_div(u128::from(w.window_ms()), 1000)
         }
+        // A lease's window is its ttl.
+        Quota::Concurrency(c) => ceil_div(u128::from(c.ttl_ms()), 1000),
     };
     u64::try_from(secs).unwrap_or(u64::MAX)
 }
@@ -168,6 +175,7 @@ impl Decision {
             allowed: reply.allowed,
             items,
             binding: reply.binding,
+            lease: reply.lease,
         })
     }
 
@@ -182,6 +190,7 @@ impl Decision {
                 reply,
             }],
             binding: 0,
+            lease: None,
         }
     }
 
@@ -288,6 +297,7 @@ mod tests {
             allowed,
             items,
             binding,
+            lease: None,
         }
     }
 

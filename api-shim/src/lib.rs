@@ -19,6 +19,7 @@
 )]
 
 pub mod backend;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod decision;

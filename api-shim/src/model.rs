@@ -43,6 +43,8 @@ pub struct LimitsReply {
     pub allowed: bool,
     pub binding: usize,
     pub limits: Vec<Reply>,
+    /// The lease a `concurrency` limit took (granted calls with one only).
+    pub lease: Option<String>,
 }
 
 /// Shared system state (docs/http.md, load-aware mode).

@@ -2,8 +2,9 @@
 //!
 //! - standalone: a [`ConnectionManager`] (one multiplexed connection that
 //!   reconnects by itself in the background);
-//! - cluster: the async cluster connection (per-node multiplexed connections,
-//!   follows MOVED/ASK, refreshes slots);
+//! - cluster: [`ClusterLink`], the async cluster connection (per-node
+//!   multiplexed connections, follows MOVED/ASK, refreshes slots), built again
+//!   from the seeds when a node stops answering (a partition);
 //! - sentinel: [`SentinelMaster`] follows the master through failovers: it
 //!   fences writes from the first failover event any sentinel publishes until
 //!   `+switch-master`, confirms `ROLE` on every new connection, and forgets
@@ -19,9 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, Value};
-use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
 
@@ -29,8 +28,9 @@ use crate::backend::{
     changed_at_key, classify_server_error, single_command, Backend, BackendError, LimitsReply,
     ModeChange, Readiness, Reply, SystemMode,
 };
+use crate::cluster::ClusterLink;
 use crate::config::{Config, LimitCall, RedisTarget};
-use crate::connection::{client_for, tls_certs};
+use crate::connection::{client_for, link_broken, tls_certs};
 use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
@@ -38,11 +38,7 @@ pub const MODULE_NAME: &str = "ratelimit";
 
 enum Conn {
     Standalone(ConnectionManager),
-    Cluster {
-        // Boxed: the client is large next to the other variants.
-        client: Box<redis::cluster::ClusterClient>,
-        conn: RwLock<Option<ClusterConnection>>,
-    },
+    Cluster(ClusterLink),
     Sentinel(SentinelMaster),
 }
 
@@ -93,11 +89,7 @@ impl RedisBackend {
                 if let Some(ca) = &cfg.tls_ca {
                     builder = builder.certs(tls_certs(ca));
                 }
-                let client = builder.build().map_err(config_error)?;
-                Conn::Cluster {
-                    client: Box::new(client),
-                    conn: RwLock::new(None),
-                }
+                Conn::Cluster(ClusterLink::new(builder.build().map_err(config_error)?))
             }
             RedisTarget::Sentinel { master, nodes } => {
                 Conn::Sentinel(SentinelMaster::new(master, nodes, cfg).map_err(config_error)?)
@@ -109,22 +101,6 @@ impl RedisBackend {
         })
     }
 
-    async fn cluster_conn(
-        client: &redis::cluster::ClusterClient,
-        slot: &RwLock<Option<ClusterConnection>>,
-    ) -> Result<ClusterConnection, RedisError> {
-        if let Some(c) = slot.read().await.as_ref() {
-            return Ok(c.clone());
-        }
-        let mut w = slot.write().await;
-        if let Some(c) = w.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = client.get_async_connection().await?;
-        *w = Some(c.clone());
-        Ok(c)
-    }
-
     /// Runs one command on whatever connection we have.
     async fn exec(&self, cmd: &Cmd) -> Result<Value, BackendError> {
         let fut = async {
@@ -133,10 +109,7 @@ impl RedisBackend {
                     let mut c = m.clone();
                     cmd.query_async(&mut c).await.map_err(map_error)
                 }
-                Conn::Cluster { client, conn } => {
-                    let mut c = Self::cluster_conn(client, conn).await.map_err(map_error)?;
-                    cmd.query_async(&mut c).await.map_err(map_error)
-                }
+                Conn::Cluster(link) => link.query(cmd).await.map_err(map_error),
                 Conn::Sentinel(master) => {
                     // Fenced (failover under way) or no master: unavailable,
                     // answered without touching Redis.
@@ -164,11 +137,6 @@ impl RedisBackend {
 /// master any more (demoted, a replica that lost its master, loading, cut off
 /// from its replicas): the connection is dropped and the master found again.
 const MASTER_MAY_HAVE_MOVED: [&str; 4] = ["READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING"];
-
-/// The connection itself failed (as opposed to a server's error reply).
-fn link_broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
-}
 
 /// A connection error, or one of the [`MASTER_MAY_HAVE_MOVED`] codes (by
 /// code, never by wording).
@@ -221,11 +189,17 @@ fn parse_reply(v: &Value) -> Option<Reply> {
     Reply::from_values(&ints)
 }
 
-/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map.
+/// Reads the seven-element `RL.LIMITS` reply (RESP2) or its RESP3 map; with
+/// a `concurrency` limit, an eighth element (`lease`): its id or nil.
 fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
-    let (allowed, binding, limits) = match v {
+    let (allowed, binding, limits, lease) = match v {
         Value::Array(items) => match items.as_slice() {
-            [allowed, _, _, _, _, binding, Value::Array(limits)] => (allowed, binding, limits),
+            [allowed, _, _, _, _, binding, Value::Array(limits)] => {
+                (allowed, binding, limits, None)
+            }
+            [allowed, _, _, _, _, binding, Value::Array(limits), lease] => {
+                (allowed, binding, limits, as_text(lease))
+            }
             _ => return None,
         },
         Value::Map(pairs) => {
@@ -236,7 +210,9 @@ fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
                     .map(|(_, v)| v)
             };
             match (get("allowed"), get("binding"), get("limits")) {
-                (Some(a), Some(b), Some(Value::Array(l))) => (a, b, l),
+                (Some(a), Some(b), Some(Value::Array(l))) => {
+                    (a, b, l, get("lease").and_then(as_text))
+                }
                 _ => return None,
             }
         }
@@ -251,6 +227,7 @@ fn parse_limits_reply(v: &Value, n: usize) -> Option<LimitsReply> {
         allowed: as_int(allowed)? == 1,
         binding,
         limits,
+        lease,
     })
 }
 
@@ -307,6 +284,15 @@ impl Backend for RedisBackend {
         let v = self.exec(&cmd).await?;
         parse_limits_reply(&v, calls.len())
             .ok_or_else(|| BackendError::Protocol(format!("RL.LIMITS answered {v:?}")))
+    }
+
+    async fn release(&self, key: &str, id: &str) -> Result<bool, BackendError> {
+        let mut cmd = redis::cmd("RL.RELEASE");
+        cmd.arg(key).arg(id);
+        let v = self.exec(&cmd).await?;
+        as_int(&v)
+            .map(|n| n == 1)
+            .ok_or_else(|| BackendError::Protocol(format!("RL.RELEASE answered {v:?}")))
     }
 
     async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError> {

@@ -18,7 +18,8 @@ use common::{RedisProc, ShimProc};
 
 const ADMIN_TOKEN: &str = "0123456789abcdef-contract-admin";
 
-/// The policies the document's examples name (`api`, `demo-pro-key-0001`).
+/// The policies the document's examples name (`api`, `demo-pro-key-0001`),
+/// and `jobs`, a policy with a `concurrency` limit for the lease endpoints.
 fn config() -> String {
     format!(
         r#"
@@ -44,6 +45,14 @@ degraded_limits = [{{ name = "burst", algorithm = "tokenbucket", capacity = 2, r
 limits = [
   {{ name = "burst", algorithm = "tokenbucket", capacity = 100, rate = 20 }},
   {{ name = "minute", algorithm = "sliding", limit = 600, window = 60, mode = "approx" }},
+]
+[policies.jobs]
+identity_header = "X-API-Key"
+default_tier = "free"
+[policies.jobs.tiers.free]
+limits = [
+  {{ name = "rate", algorithm = "tokenbucket", capacity = 100000, rate = 1000 }},
+  {{ name = "inflight", algorithm = "concurrency", limit = 1000, ttl = 1 }},
 ]
 "#
     )

@@ -6,8 +6,10 @@
 //! books must balance exactly: after recovery, `limit - remaining` read
 //! through the shim (`cost=0`) equals the grants the clients counted, and the
 //! grants after the event equal the drop in `remaining` since the last answer
-//! before it. A grant handed out by a master that is then demoted (the bug of
-//! issue 14) shows up as `remaining` higher than the books say.
+//! before it. A grant handed out by a master that is then demoted (lost when
+//! the replica takes over, so the caller gets a fresh budget) shows up as
+//! `remaining` higher than the books say: docs/commands.md ("Correctness
+//! across nodes") says limits continue through a failover.
 //!
 //! Covered for each of `RL.TOKENBUCKET`, `RL.FIXEDWINDOW`, `RL.SLIDING`
 //! EXACT and APPROX (raw endpoints under the `raw:` prefix) and a two-limit
@@ -21,143 +23,25 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    bounded, free_port, module_path, redis_server_binary, wait_until, InProcessShim, TempDir,
-};
+use common::{bounded, loopback_urls, wait_until, InProcessShim};
 use reqwest::StatusCode;
+use rl_testkit::{
+    field, redis_cli, role, sentinel_master_port, Cluster, Flavor, SentinelGroup, Server,
+};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One request every this often, per limiter.
 const PACE: Duration = Duration::from_millis(20);
-/// The shim's Redis timeout, as the issue's operator ran it.
+/// The shim's Redis timeout: a production-like 250 ms, so a dead master
+/// answers 503 quickly instead of holding the caller.
 const TIMEOUT_MS: u64 = 250;
 /// No answer may take longer than this, outage or not.
 const SLOWEST_ALLOWED: Duration = Duration::from_secs(1);
-
-// ---------------------------------------------------------------- processes
-
-/// A server process (Redis or Sentinel), SIGKILLed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Server {
-    fn spawn(dir: &Path, port: u16, args: &[String]) -> Server {
-        std::fs::create_dir_all(dir).expect("server dir");
-        let child = Command::new(redis_server_binary())
-            .current_dir(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let s = Server {
-            child: Some(child),
-            port,
-        };
-        wait_until("PING", Duration::from_secs(10), || {
-            cli(port, &["PING"]).contains("PONG")
-        });
-        s
-    }
-
-    /// A Redis node with the module; `extra` adds replication or cluster flags.
-    fn redis(root: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--repl-diskless-sync-delay",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push("--loadmodule".into());
-        args.push(module_path().display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Server::spawn(&root.join(port.to_string()), port, &args)
-    }
-
-    fn sentinel(root: &Path, master_port: u16) -> Server {
-        let port = free_port();
-        let dir = root.join(format!("sentinel-{port}"));
-        std::fs::create_dir_all(&dir).expect("sentinel dir");
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
-                 sentinel down-after-milliseconds mymaster 1000\n\
-                 sentinel failover-timeout mymaster 10000\n",
-                dir.display()
-            ),
-        )
-        .expect("sentinel.conf");
-        Server::spawn(
-            &dir,
-            port,
-            &[conf.display().to_string(), "--sentinel".into()],
-        )
-    }
-
-    /// SIGKILL: a crash, not a shutdown.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (is redis-tools installed?)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn role(port: u16) -> String {
-    cli(port, &["ROLE"]).lines().next().unwrap_or("").to_owned()
-}
-
-/// A field of `INFO`/`SENTINEL MASTER`-style output (`name:value` lines or
-/// alternating name/value lines).
-fn field(text: &str, name: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(v) = l.strip_prefix(&format!("{name}:")) {
-            return Some(v.trim().to_owned());
-        }
-        if *l == name {
-            return lines.get(i + 1).map(|v| v.trim().to_owned());
-        }
-    }
-    None
-}
 
 // ---------------------------------------------------------------- the limiters under test
 
@@ -310,8 +194,8 @@ struct Run {
 }
 
 /// What makes the moment of an event clean: the node we write to and how
-/// many replicas must hold every write made so far (the issue's operator ran
-/// `WAIT 2 2000` before each event).
+/// many replicas must hold every write made so far (`WAIT n 2000` before each
+/// event, as an operator running a planned failover would).
 ///
 /// Without it a SIGKILL can land between a master answering a grant and its
 /// replica receiving it, the asynchronous-replication window that only `WAIT`
@@ -328,30 +212,7 @@ struct Quiesce {
 
 impl Quiesce {
     fn run(&self) {
-        // WAIT counts acknowledgements of this connection's last write, so
-        // write first: every earlier write is before it in the stream.
-        let n = self.replicas.to_string();
-        // One connection for both: a redis-cli per command would WAIT on a
-        // fresh client with nothing written.
-        let script = format!("SET {} 1\nWAIT {n} 2000\n", self.probe_key);
-        let mut child = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(script.as_bytes()).expect("write");
-        }
-        let out = child.wait_with_output().expect("redis-cli");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            text.lines().nth(1).map(str::trim),
-            Some(n.as_str()),
-            "WAIT {n}: {text}"
-        );
+        rl_testkit::wait_replicated("127.0.0.1", self.port, &self.probe_key, self.replicas);
     }
 }
 
@@ -556,85 +417,19 @@ impl Run {
 
 // ---------------------------------------------------------------- Sentinel
 
-/// A master, two replicas and three sentinels (quorum 2, down after 1 s).
-struct SentinelGroup {
-    nodes: Vec<Server>,
-    sentinels: Vec<Server>,
-    _dir: TempDir,
+/// The shim's `[redis.sentinel]` table: the group's three sentinels.
+fn sentinel_redis(group: &SentinelGroup) -> String {
+    let ports: Vec<u16> = group.sentinels.iter().map(|s| s.port).collect();
+    let nodes = loopback_urls("redis", &ports);
+    format!("[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [{nodes}]")
 }
 
-impl SentinelGroup {
-    fn start() -> SentinelGroup {
-        let dir = TempDir::new("failover-sentinel");
-        let master = Server::redis(&dir.0, &[]);
-        let of = master.port.to_string();
-        let replicas: Vec<Server> = (0..2)
-            .map(|_| Server::redis(&dir.0, &["--replicaof", "127.0.0.1", &of]))
-            .collect();
-        for r in &replicas {
-            wait_until("replica in sync", Duration::from_secs(15), || {
-                field(&cli(r.port, &["INFO", "replication"]), "master_link_status").as_deref()
-                    == Some("up")
-            });
-        }
-        let sentinels: Vec<Server> = (0..3)
-            .map(|_| Server::sentinel(&dir.0, master.port))
-            .collect();
-        for s in &sentinels {
-            wait_until("sentinels see the group", Duration::from_secs(30), || {
-                let m = cli(s.port, &["SENTINEL", "MASTER", "mymaster"]);
-                field(&m, "num-slaves").as_deref() == Some("2")
-                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
-            });
-            // Both replicas eligible for promotion (linked and reported),
-            // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
-            wait_until("replicas eligible", Duration::from_secs(30), || {
-                let r = cli(s.port, &["SENTINEL", "REPLICAS", "mymaster"]);
-                let lines: Vec<&str> = r.lines().map(str::trim).collect();
-                let linked = lines
-                    .windows(2)
-                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
-                    .count();
-                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
-            });
-        }
-        let mut nodes = vec![master];
-        nodes.extend(replicas);
-        SentinelGroup {
-            nodes,
-            sentinels,
-            _dir: dir,
-        }
-    }
-
-    fn shim_redis(&self) -> String {
-        let nodes = self
-            .sentinels
-            .iter()
-            .map(|s| format!("\"redis://127.0.0.1:{}\"", s.port))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [{nodes}]")
-    }
-
-    /// Every write so far on both replicas before the event.
-    fn quiesce(master: u16) -> Quiesce {
-        Quiesce {
-            port: master,
-            probe_key: "failover:probe".to_owned(),
-            replicas: 2,
-        }
-    }
-
-    fn master_port(sentinel: u16) -> u16 {
-        cli(
-            sentinel,
-            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
-        )
-        .lines()
-        .nth(1)
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
+/// Every write so far on both replicas before the event.
+fn sentinel_quiesce(master: u16) -> Quiesce {
+    Quiesce {
+        port: master,
+        probe_key: "failover:probe".to_owned(),
+        replicas: 2,
     }
 }
 
@@ -644,24 +439,24 @@ async fn sentinel_graceful_failover_loses_no_grant_on_any_limiter() {
     bounded(120, async {
         let group = SentinelGroup::start();
         let old = group.nodes[0].port;
-        let run = Run::new(&group.shim_redis(), "fo").await;
+        let run = Run::new(&sentinel_redis(&group), "fo").await;
         let sentinel = group.sentinels[0].port;
         run.through(
             "SENTINEL FAILOVER",
-            SentinelGroup::quiesce(old),
+            sentinel_quiesce(old),
             move || {
-                let ok = cli(sentinel, &["SENTINEL", "FAILOVER", "mymaster"]);
+                let ok = redis_cli(sentinel, &[], &["SENTINEL", "FAILOVER", "mymaster"]);
                 assert!(ok.contains("OK"), "SENTINEL FAILOVER: {ok}");
             },
             move || {
                 wait_until("a replica promoted", Duration::from_secs(20), || {
-                    let m = SentinelGroup::master_port(sentinel);
+                    let m = sentinel_master_port(sentinel);
                     m != 0 && m != old
                 })
             },
         )
         .await;
-        let new = SentinelGroup::master_port(sentinel);
+        let new = sentinel_master_port(sentinel);
         assert_ne!(new, old);
         assert_eq!(role(new), "master");
         // The old master is demoted in the end, so what it granted after the
@@ -679,145 +474,43 @@ async fn sentinel_sigkill_of_the_master_loses_no_grant_on_any_limiter() {
     bounded(120, async {
         let mut group = SentinelGroup::start();
         let old = group.nodes[0].port;
-        let run = Run::new(&group.shim_redis(), "fo").await;
+        let run = Run::new(&sentinel_redis(&group), "fo").await;
         let sentinel = group.sentinels[0].port;
         let mut master = group.nodes.remove(0);
         run.through(
             "SIGKILL master (Sentinel)",
-            SentinelGroup::quiesce(old),
+            sentinel_quiesce(old),
             move || master.kill(),
             move || {
                 wait_until("a replica promoted", Duration::from_secs(30), || {
-                    let m = SentinelGroup::master_port(sentinel);
+                    let m = sentinel_master_port(sentinel);
                     m != 0 && m != old
                 })
             },
         )
         .await;
-        assert_eq!(role(SentinelGroup::master_port(sentinel)), "master");
+        assert_eq!(role(sentinel_master_port(sentinel)), "master");
     })
     .await;
 }
 
 // ---------------------------------------------------------------- Cluster
 
-/// Three masters with one replica each; failure detection after 1 s.
-struct Cluster {
-    nodes: Vec<Server>,
-    _dir: TempDir,
+/// The shim's `cluster = [...]` line: every node a seed.
+fn cluster_redis(cluster: &Cluster) -> String {
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    format!("cluster = [{}]", loopback_urls("redis", &ports))
 }
 
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = TempDir::new("failover-cluster");
-        let nodes: Vec<Server> = (0..6)
-            .map(|_| {
-                Server::redis(
-                    &dir.0,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "1000",
-                        "--cluster-replica-validity-factor",
-                        "0",
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        for n in &nodes {
-            wait_until("cluster_state:ok", Duration::from_secs(30), || {
-                field(&cli(n.port, &["CLUSTER", "INFO"]), "cluster_state").as_deref() == Some("ok")
-            });
-        }
-        // Every replica linked to its master, so a failover has one to pick.
-        for n in &nodes {
-            if role(n.port) == "slave" {
-                wait_until("replica in sync", Duration::from_secs(15), || {
-                    field(&cli(n.port, &["INFO", "replication"]), "master_link_status").as_deref()
-                        == Some("up")
-                });
-            }
-        }
-        Cluster { nodes, _dir: dir }
-    }
-
-    fn seeds(&self) -> String {
-        let seeds = self
-            .nodes
-            .iter()
-            .map(|n| format!("\"redis://127.0.0.1:{}\"", n.port))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("cluster = [{seeds}]")
-    }
-
-    /// The port of the live master that serves `slot`, by its own account.
-    fn master_of(&self, slot: u16) -> u16 {
-        let serves = |port: u16| {
-            cli(port, &["CLUSTER", "NODES"])
-                .lines()
-                .filter(|l| l.contains("myself"))
-                .flat_map(|l| {
-                    l.split_whitespace()
-                        .skip(8)
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .any(|range| {
-                    let (a, b) = range.split_once('-').unwrap_or((&range, &range));
-                    match (a.parse::<u16>(), b.parse::<u16>()) {
-                        (Ok(a), Ok(b)) => (a..=b).contains(&slot),
-                        _ => false,
-                    }
-                })
-        };
-        self.nodes
-            .iter()
-            .filter(|n| n.child.is_some() && role(n.port) == "master")
-            .find(|n| serves(n.port))
-            .map(|n| n.port)
-            .unwrap_or(0)
-    }
-
-    /// The replica of the master at `port`.
-    fn replica_of(&self, port: u16) -> u16 {
-        let id = cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
-        self.nodes
-            .iter()
-            .filter(|n| n.child.is_some() && n.port != port)
-            .find(|n| {
-                let info = cli(n.port, &["CLUSTER", "NODES"]);
-                info.lines().any(|l| {
-                    l.contains("myself") && l.split_whitespace().nth(3) == Some(id.as_str())
-                })
-            })
-            .map(|n| n.port)
-            .unwrap_or(0)
-    }
+/// The port of the live master that serves `slot` (0 when none does).
+fn master_of(cluster: &Cluster, slot: u16) -> u16 {
+    cluster.owner(i64::from(slot)).map_or(0, |m| m.port)
 }
 
 /// The hash tag of the policy key the shim writes for the test user, so the
 /// raw keys land in the same slot and one failover hits every subject.
 async fn policy_tag(cluster: &Cluster) -> (String, u16) {
-    let shim = InProcessShim::start(shim_config(&cluster.seeds())).await;
+    let shim = InProcessShim::start(shim_config(&cluster_redis(cluster))).await;
     let http = reqwest::Client::new();
     let s = subjects("x").pop().expect("policy subject");
     let x = ask(&http, &shim, &s, 0).await.expect("policy inspect");
@@ -825,14 +518,14 @@ async fn policy_tag(cluster: &Cluster) -> (String, u16) {
     let x = ask(&http, &shim, &s, 1).await.expect("policy grant");
     assert_eq!(x.status, StatusCode::OK);
     for n in &cluster.nodes {
-        let keys = cli(n.port, &["KEYS", "rl:*"]);
+        let keys = redis_cli(n.port, &[], &["KEYS", "rl:*"]);
         if let Some(k) = keys.lines().find(|k| k.contains('{')) {
             let tag = k
                 .split_once('{')
                 .and_then(|(_, r)| r.split_once('}'))
                 .map(|(t, _)| t.to_owned())
                 .expect("hash tag");
-            let slot: u16 = cli(n.port, &["CLUSTER", "KEYSLOT", k])
+            let slot: u16 = redis_cli(n.port, &[], &["CLUSTER", "KEYSLOT", k])
                 .trim()
                 .parse()
                 .expect("slot");
@@ -846,17 +539,18 @@ async fn policy_tag(cluster: &Cluster) -> (String, u16) {
 async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
     let _one = SERIAL.lock().await;
     bounded(150, async {
-        let mut cluster = Cluster::start();
+        // Three masters with one replica each; failure detection after 1 s.
+        let mut cluster = Cluster::start(Flavor::Redis, 1, 1000);
         let (tag, slot) = policy_tag(&cluster).await;
-        let run = Run::new(&cluster.seeds(), &tag).await;
+        let run = Run::new(&cluster_redis(&cluster), &tag).await;
         // The probe in policy_tag granted one; the books start from there.
         if let Some(policy) = run.spent.lock().expect("books").last_mut() {
             *policy = 1;
         }
 
         // 1. Manual failover: the replica of the slot's master takes over.
-        let master = cluster.master_of(slot);
-        let replica = cluster.replica_of(master);
+        let master = master_of(&cluster, slot);
+        let replica = cluster.replica_of(master).map_or(0, |r| r.port);
         assert!(
             master != 0 && replica != 0,
             "slot {slot}: {master}/{replica}"
@@ -870,7 +564,7 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
                 replicas: 1,
             },
             move || {
-                let ok = cli(replica, &["CLUSTER", "FAILOVER"]);
+                let ok = redis_cli(replica, &[], &["CLUSTER", "FAILOVER"]);
                 assert!(ok.contains("OK"), "CLUSTER FAILOVER: {ok}");
             },
             move || {
@@ -883,14 +577,18 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             },
         )
         .await;
-        assert_eq!(cluster.master_of(slot), replica);
+        assert_eq!(master_of(&cluster, slot), replica);
 
         // 2. SIGKILL of that (new) master: the old one, now its replica, takes over.
         wait_until(
             "old master follows the new one",
             Duration::from_secs(15),
             || {
-                field(&cli(master, &["INFO", "replication"]), "master_link_status").as_deref()
+                field(
+                    &redis_cli(master, &[], &["INFO", "replication"]),
+                    "master_link_status",
+                )
+                .as_deref()
                     == Some("up")
             },
         );
@@ -917,7 +615,7 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
             },
         )
         .await;
-        assert_eq!(cluster.master_of(slot), master);
+        assert_eq!(master_of(&cluster, slot), master);
     })
     .await;
 }
@@ -927,7 +625,7 @@ async fn cluster_manual_failover_then_sigkill_of_the_master_lose_no_grant() {
 /// The server itself refuses a limiter call with `code` (so the shim's 503
 /// below is about that code, not some other failure).
 fn assert_refuses(port: u16, code: &str) {
-    let said = cli(port, &["RL.TOKENBUCKET", "raw:k", "10", "1", "1"]);
+    let said = redis_cli(port, &[], &["RL.TOKENBUCKET", "raw:k", "10", "1", "1"]);
     assert!(
         said.starts_with(code),
         "port {port} said {said:?}, not {code}"
@@ -953,15 +651,12 @@ async fn raw_status(shim: &InProcessShim) -> (StatusCode, Option<String>) {
 async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_fault() {
     let _one = SERIAL.lock().await;
     bounded(60, async {
-        let dir = TempDir::new("failover-codes");
-        let url = |s: &Server| format!("redis://127.0.0.1:{}/", s.port);
-
         // NOREPLICAS: a master below `min-replicas-to-write`.
-        let lonely = Server::redis(&dir.0, &["--min-replicas-to-write", "1"]);
+        let lonely = Server::start_with(Flavor::Redis, &["--min-replicas-to-write", "1"]);
         assert_refuses(lonely.port, "NOREPLICAS");
-        let closed = InProcessShim::start(common::config(&url(&lonely), "")).await;
+        let closed = InProcessShim::start(common::config(&lonely.url(), "")).await;
         assert_eq!(raw_status(&closed).await.0, StatusCode::SERVICE_UNAVAILABLE);
-        let open = InProcessShim::start(common::config(&url(&lonely), "fail_open = true")).await;
+        let open = InProcessShim::start(common::config(&lonely.url(), "fail_open = true")).await;
         assert_eq!(
             raw_status(&open).await,
             (StatusCode::OK, Some("1".to_owned())),
@@ -969,17 +664,17 @@ async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_faul
         );
 
         // READONLY: a replica.
-        let mut master = Server::redis(&dir.0, &[]);
+        let mut master = Server::start(Flavor::Redis);
         let of = master.port.to_string();
-        let replica = Server::redis(&dir.0, &["--replicaof", "127.0.0.1", &of]);
+        let replica = Server::start_with(Flavor::Redis, &["--replicaof", "127.0.0.1", &of]);
         assert_refuses(replica.port, "READONLY");
-        let shim = InProcessShim::start(common::config(&url(&replica), "")).await;
+        let shim = InProcessShim::start(common::config(&replica.url(), "")).await;
         assert_eq!(raw_status(&shim).await.0, StatusCode::SERVICE_UNAVAILABLE);
 
         // MASTERDOWN: a writable replica that must not serve stale data, its
         // master gone.
-        let stale = Server::redis(
-            &dir.0,
+        let stale = Server::start_with(
+            Flavor::Redis,
             &[
                 "--replicaof",
                 "127.0.0.1",
@@ -996,7 +691,7 @@ async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_faul
             Duration::from_secs(15),
             || {
                 field(
-                    &cli(stale.port, &["INFO", "replication"]),
+                    &redis_cli(stale.port, &[], &["INFO", "replication"]),
                     "master_link_status",
                 )
                 .as_deref()
@@ -1004,7 +699,7 @@ async fn noreplicas_readonly_and_masterdown_are_unavailable_not_the_callers_faul
             },
         );
         assert_refuses(stale.port, "MASTERDOWN");
-        let shim = InProcessShim::start(common::config(&url(&stale), "")).await;
+        let shim = InProcessShim::start(common::config(&stale.url(), "")).await;
         assert_eq!(raw_status(&shim).await.0, StatusCode::SERVICE_UNAVAILABLE);
     })
     .await;

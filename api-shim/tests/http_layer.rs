@@ -1,7 +1,6 @@
 //! HTTP-layer behaviour against the in-memory backend: statuses, headers,
 //! problem bodies, identities, admin auth, the decision budget. No sockets,
-//! no Redis. Regression tests for issue 10's defects are named after the
-//! behaviour and say which defect they pin.
+//! no Redis. Regression tests are named after the behaviour they pin.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -205,7 +204,7 @@ async fn cost_above_the_limit_is_denied_without_retry_after() {
         .is_some_and(|d| d.contains("never")));
 }
 
-/// Defects 3, 6 and 7: raw parameters go through the module's grammar, a
+/// Raw parameters go through the module's grammar, a
 /// repeated parameter is refused, counts fit structured-field integers.
 #[tokio::test]
 async fn bad_input_is_400_with_a_clear_message() {
@@ -372,7 +371,7 @@ async fn api_keys_select_tiers_and_get_their_own_hashed_bucket() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-/// Defect 2: 30 requests from one client, each with a fresh unknown API key,
+/// 30 requests from one client, each with a fresh unknown API key,
 /// get exactly the burst of 10 — unknown keys count as the client address.
 #[tokio::test]
 async fn a_fresh_unknown_api_key_per_request_gains_nothing() {
@@ -467,7 +466,7 @@ async fn forwarded_for_is_only_believed_from_trusted_proxies() {
     assert_eq!(last, "rl:{api:ip:198.51.100.2}");
 }
 
-/// Defect 8: DEGRADED overrides limits by name on the same key, so a caller
+/// DEGRADED overrides limits by name on the same key, so a caller
 /// throttled in NORMAL stays throttled after the switch.
 #[tokio::test]
 async fn switching_to_degraded_keeps_every_state() {
@@ -612,7 +611,7 @@ async fn admin_mode_needs_the_token() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    // Defect 6: the scheme is case-insensitive (RFC 9110).
+    // The scheme is case-insensitive (RFC 9110).
     let lower = format!("bearer {TOKEN}");
     let r = t
         .call_body(
@@ -631,7 +630,7 @@ async fn admin_mode_needs_the_token() {
     assert_eq!(r.json["mode"], "DEGRADED");
 }
 
-/// Defect 6: the admin body is not read before the token is checked.
+/// The admin body is not read before the token is checked.
 #[tokio::test]
 async fn admin_body_is_not_read_without_the_token() {
     let t = Harness::new(config(""));
@@ -728,7 +727,7 @@ async fn outage_is_503_or_allowed_when_fail_open_and_recovers() {
     assert_eq!(r.h("x-ratelimit-fail-open"), Some("1"));
 }
 
-/// Defect 5: a hung Redis (SIGSTOP) is answered within ONE `timeout_ms` for
+/// A hung Redis (SIGSTOP) is answered within ONE `timeout_ms` for
 /// the whole decision — mode read and `RL.LIMITS` share the budget. Virtual
 /// time makes this exact and independent of machine load.
 #[tokio::test(start_paused = true)]
@@ -837,7 +836,7 @@ async fn operations_endpoints() {
     assert_eq!(r.h("content-type"), Some("application/problem+json"));
 }
 
-/// Defect 1: raw endpoints are off unless enabled, and when enabled a key
+/// Raw endpoints are off unless enabled, and when enabled a key
 /// aimed at a policy key lands under the raw prefix instead.
 #[tokio::test]
 async fn raw_keys_never_reach_policy_keys() {

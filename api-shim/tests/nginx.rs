@@ -166,18 +166,7 @@ timeout_ms = 10000
 "#;
 
 async fn auth_decisions(http: &reqwest::Client, shim_port: u16) -> u64 {
-    let text = http
-        .get(format!("http://127.0.0.1:{shim_port}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with("shim_decisions_total{endpoint=\"auth\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    common::metric_sum(http, shim_port, "shim_decisions_total{endpoint=\"auth\"").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +238,7 @@ async fn nginx_auth_request_limits_an_app_through_two_shims() {
             .await
             .expect("send");
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "admin is not public");
-        // Defect 1: the raw endpoints (even when a shim enables them), auth
+        // The raw endpoints (even when a shim enables them), auth
         // and metrics are never routed through the shipped config.
         for path in [
             "/ratelimit/v1/sliding/rl:%7Bapi:ip:127.0.0.1%7D?limit=5&window=600&cost=4",
@@ -377,7 +366,7 @@ impl Drop for DemoGuard {
     }
 }
 
-/// Defect 10: the api-shim README's "Nginx in front" section, run as written
+/// The api-shim README's "Nginx in front" section, run as written
 /// (its blocks in order, through bash), on free ports with the debug build.
 #[test]
 fn readme_nginx_section_works_as_written() {

@@ -149,7 +149,7 @@ limits = [
     .await;
 }
 
-/// Defect 4: the module's real `WRONGTYPE` replies are classified by code
+/// The module's real `WRONGTYPE` replies are classified by code
 /// (409), its real `ERR` replies reach the caller as 400 with its own words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_errors_are_classified_by_their_code() {

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use api_shim::config::Config;
 use common::{
-    bounded, free_port, module_path, redis_server_binary, three_checks, wait_until, InProcessShim,
-    Procs, TempDir, OK_OK_DENIED,
+    bounded, free_port, loopback_urls, module_path, nodes_with_keys, redis_server_binary,
+    three_checks, user_policy, wait_until, InProcessShim, Procs, TempDir, ADMIN_TOKEN,
+    BURST_OF_TWO, OK_OK_DENIED,
 };
 use reqwest::StatusCode;
+use rl_testkit::{cluster_port, create_cluster, redis_cli};
 
 /// A private CA and a server certificate (SAN 127.0.0.1) signed by it.
 struct Pki {
@@ -126,27 +128,6 @@ impl Pki {
     }
 }
 
-/// `redis-cli` on `port` with `extra` (TLS, `--user`/`--pass`) before `args`.
-fn cli(port: u16, extra: &[String], args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--no-auth-warning",
-        ])
-        .args(extra)
-        .args(args)
-        .output()
-        .expect("redis-cli (is redis-tools installed?)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Starts `redis-server` (module loaded) in `dir` with `args` and waits for
 /// PING through `redis-cli` with `cli_extra`.
 fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> Child {
@@ -163,44 +144,18 @@ fn spawn_redis(dir: &Path, port: u16, args: &[String], cli_extra: &[String]) -> 
         .spawn()
         .expect("spawn redis-server");
     wait_until("redis PING", Duration::from_secs(15), || {
-        cli(port, cli_extra, &["PING"]).contains("PONG")
+        redis_cli(port, cli_extra, &["PING"]).contains("PONG")
     });
     child
 }
 
-/// A test policy (two requests per user, then 429) over `redis` (TOML lines
-/// of `[redis]`), loaded as the shim loads its file, with `env` as the
-/// environment.
+/// The shared test policy with one limit, [`BURST_OF_TWO`], over `redis`
+/// (lines of `[redis]`) with `env` as the environment. One limit keeps an
+/// unauthenticated `RL.LIMITS` under the 10 arguments Redis answers with
+/// `NOAUTH`: beyond that it drops the connection ("unauthenticated multibulk
+/// length"), and the shim then reports a broken pipe.
 fn load(redis: &str, env: &[(&str, &str)]) -> Result<Config, String> {
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-[identity]
-trusted_proxies = ["127.0.0.1"]
-[policies.api]
-identity_header = "X-User"
-identity_kind = "user"
-default_tier = "free"
-[policies.api.tiers.free]
-limits = [ {{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }} ]
-[raw]
-enabled = true
-key_prefix = "t:raw:"
-[admin]
-token = "test-admin-token-0123456789"
-[redis]
-timeout_ms = {timeout_ms}
-{redis}
-"#,
-        timeout_ms = common::TEST_REDIS_TIMEOUT_MS
-    );
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Config::from_toml(&text, |k| {
-        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.0)
+    user_policy(BURST_OF_TWO, redis, env)
 }
 
 async fn status(shim: &InProcessShim, path: &str) -> StatusCode {
@@ -255,7 +210,7 @@ async fn rediss_with_the_configured_ca_decides_and_an_untrusted_server_is_refuse
         let shim = InProcessShim::start(trusted).await;
         assert_eq!(status(&shim, "/ready").await, StatusCode::OK);
         assert_eq!(three_checks(&shim, "alice").await, OK_OK_DENIED);
-        let keys = cli(port, &pki.cli_args(), &["KEYS", "rl:{api:*"]);
+        let keys = redis_cli(port, &pki.cli_args(), &["KEYS", "rl:{api:*"]);
         assert!(
             keys.contains("rl:{api:u:"),
             "no policy key over TLS: {keys}"
@@ -439,7 +394,7 @@ async fn an_acl_user_with_only_the_documented_rule_serves_every_endpoint() {
         let _redis = Procs(vec![spawn_redis(&dir.0, port, &args, &admin)]);
         let mut setuser = vec!["ACL", "SETUSER", "shim"];
         setuser.extend(SHIM_ACL);
-        assert_eq!(cli(port, &admin, &setuser).trim(), "OK");
+        assert_eq!(redis_cli(port, &admin, &setuser).trim(), "OK");
 
         let cfg = load(
             &format!("url = \"redis://127.0.0.1:{port}/\"\nusername = \"shim\""),
@@ -460,22 +415,22 @@ async fn an_acl_user_with_only_the_documented_rule_serves_every_endpoint() {
         }
         let r = http
             .put(shim.url("/admin/mode"))
-            .bearer_auth("test-admin-token-0123456789")
+            .bearer_auth(ADMIN_TOKEN)
             .body(r#"{"mode":"DEGRADED"}"#)
             .send()
             .await
             .expect("mode");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
-            cli(port, &admin, &["GET", "ratelimit:shim:mode"]).trim(),
+            redis_cli(port, &admin, &["GET", "ratelimit:shim:mode"]).trim(),
             "DEGRADED"
         );
         // Nothing else: the user cannot read other keys or run other commands.
         let as_shim = ["--user", "shim", "--pass", "shim-user-pw"].map(str::to_owned);
-        assert!(cli(port, &as_shim, &["GET", "other"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["FLUSHALL"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["SET", "rl:x", "1"]).contains("NOPERM"));
-        assert!(cli(port, &as_shim, &["DEL", "ratelimit:shim:mode"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["GET", "other"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["FLUSHALL"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["SET", "rl:x", "1"]).contains("NOPERM"));
+        assert!(redis_cli(port, &as_shim, &["DEL", "ratelimit:shim:mode"]).contains("NOPERM"));
     })
     .await;
 }
@@ -489,7 +444,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
         let pki = make_pki(&dir.0);
         let mut cli_extra = pki.cli_args();
         cli_extra.extend(pass("cluster-pw"));
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
         let mut procs = Procs(vec![]);
         for p in &ports {
             let mut args = pki.server_args(*p);
@@ -510,31 +465,8 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             );
             procs.0.push(spawn_redis(&dir.0, *p, &args, &cli_extra));
         }
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["--no-auth-warning"])
-            .args(&cli_extra)
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for p in &ports {
-            wait_until("cluster_state:ok", Duration::from_secs(30), || {
-                cli(*p, &cli_extra, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-            });
-        }
-        let seeds = ports
-            .iter()
-            .map(|p| format!("\"rediss://127.0.0.1:{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+        create_cluster(&ports, 0, &cli_extra);
+        let seeds = loopback_urls("rediss", &ports);
         let redis = format!(
             "cluster = [{seeds}]\ntls_ca_file = \"{}\"",
             toml_path(&pki.ca)
@@ -545,7 +477,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
             let mut setuser = vec!["ACL", "SETUSER", "shim"];
             setuser.extend(SHIM_ACL);
             setuser.push("+cluster|slots");
-            assert_eq!(cli(*p, &cli_extra, &setuser).trim(), "OK");
+            assert_eq!(redis_cli(*p, &cli_extra, &setuser).trim(), "OK");
         }
         let cfg = load(
             &format!("{redis}\nusername = \"shim\""),
@@ -561,16 +493,7 @@ async fn a_tls_cluster_with_an_acl_user_serves_every_slot() {
                 "user {u}"
             );
         }
-        let populated = ports
-            .iter()
-            .filter(|p| {
-                cli(**p, &cli_extra, &["DBSIZE"])
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    > 0
-            })
-            .count();
+        let populated = nodes_with_keys(&ports, &cli_extra);
         assert!(populated >= 2, "keys on {populated} masters");
         drop(shim);
 
@@ -630,7 +553,7 @@ async fn sentinel_over_tls_with_its_own_password_and_the_masters() {
         // The sentinel reached the master over TLS with its password: it
         // sees it as a healthy master (no s_down / disconnected flag).
         wait_until("sentinel sees the master", Duration::from_secs(20), || {
-            let m = cli(sport, &sentinel_cli, &["SENTINEL", "MASTER", "mymaster"]);
+            let m = redis_cli(sport, &sentinel_cli, &["SENTINEL", "MASTER", "mymaster"]);
             m.contains("flags\nmaster\n")
         });
 
@@ -646,7 +569,7 @@ async fn sentinel_over_tls_with_its_own_password_and_the_masters() {
         let shim = InProcessShim::start(load(&redis, &good).expect("config")).await;
         assert_eq!(status(&shim, "/ready").await, StatusCode::OK);
         assert_eq!(three_checks(&shim, "alice").await, OK_OK_DENIED);
-        assert!(cli(mport, &master_cli, &["KEYS", "rl:{api:*"]).contains("rl:{api:u:"));
+        assert!(redis_cli(mport, &master_cli, &["KEYS", "rl:{api:*"]).contains("rl:{api:u:"));
         drop(shim);
 
         // A wrong password for the sentinels, then for the master: 503s.

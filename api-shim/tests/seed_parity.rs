@@ -1,4 +1,4 @@
-//! What users of the seed systems rely on (SPEC §2, issue #15), against a
+//! What users of the seed systems rely on (docs/http.md), against a
 //! real `redis-server` with the module: GET decisions, the status read,
 //! identity rules, Unix `X-RateLimit-Reset`, `retry_after`, the mode in
 //! `/ready` and the mode-change reply, metrics labels and the decision log,

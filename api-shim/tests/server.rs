@@ -1,4 +1,4 @@
-//! The served process: header read timeout (defect 9), configuration reload
+//! The served process: header read timeout, configuration reload
 //! on SIGHUP (hot reload), and a bad configuration refused at start-up.
 
 mod common;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{bounded, free_port, header, InProcessShim, RedisProc, ShimProc, TempDir};
 use reqwest::StatusCode;
 
-/// Defect 9: a client that never finishes its request header is dropped
+/// A client that never finishes its request header is dropped
 /// after `http.header_read_timeout_ms`, not kept for 40 s+.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_sent_header_is_dropped_after_the_header_timeout() {
@@ -78,18 +78,8 @@ async fn limit_of(http: &reqwest::Client, shim: &ShimProc) -> Option<String> {
 }
 
 async fn reloads(http: &reqwest::Client, shim: &ShimProc, result: &str) -> u64 {
-    let text = http
-        .get(format!("http://127.0.0.1:{}/metrics", shim.port))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
     let prefix = format!("shim_config_reloads_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0)
+    common::metric_sum(http, shim.port, &prefix).await
 }
 
 fn hup(shim: &ShimProc) {
@@ -137,7 +127,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_last_good_config() {
     .await;
 }
 
-/// Defect 3: a configuration the module would refuse does not start; the
+/// A configuration the module would refuse does not start; the
 /// exit code is non-zero and stderr names the field.
 #[test]
 fn a_config_the_module_refuses_does_not_start() {

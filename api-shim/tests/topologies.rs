@@ -3,48 +3,21 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{bounded, header, three_checks, wait_until, InProcessShim, RedisProc, OK_OK_DENIED};
+use common::{
+    bounded, header, loopback_urls, nodes_with_keys, three_checks, user_policy, wait_until,
+    InProcessShim, RedisProc, OK_OK_DENIED,
+};
 use reqwest::StatusCode;
-use rl_testkit::{Cluster, Flavor, Sentinel};
+use rl_testkit::{redis_cli, Cluster, Flavor, Sentinel};
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (is redis-tools installed?)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn policy(extra_top: &str, redis: &str) -> api_shim::config::Config {
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-{extra_top}
-[identity]
-trusted_proxies = ["127.0.0.1"]
-[policies.api]
-identity_header = "X-User"
-identity_kind = "user"
-default_tier = "free"
-[policies.api.tiers.free]
-limits = [
-  {{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }},
-  {{ name = "hour", algorithm = "fixedwindow", limit = 100, window = 3600 }},
-]
-[raw]
-enabled = true
-key_prefix = "t:raw:"
-[redis]
-timeout_ms = {timeout_ms}
-{redis}
-"#,
-        timeout_ms = common::TEST_REDIS_TIMEOUT_MS
-    );
-    api_shim::config::Config::from_toml(&text, |_| None).expect("config")
-}
+/// Two requests per user beside an hourly limit that does not bind: a
+/// multi-limit `RL.LIMITS` on every call.
+const BURST_AND_HOUR: &str = concat!(
+    r#"{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }, "#,
+    r#"{ name = "hour", algorithm = "fixedwindow", limit = 100, window = 3600 }"#
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
@@ -52,12 +25,11 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
         let cluster = Cluster::start(Flavor::Redis, 0, 15_000);
         let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
 
-        let seeds = ports
-            .iter()
-            .map(|p| format!("\"redis://127.0.0.1:{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let shim = InProcessShim::start(policy("", &format!("cluster = [{seeds}]"))).await;
+        let seeds = loopback_urls("redis", &ports);
+        let shim = InProcessShim::start(
+            user_policy(BURST_AND_HOUR, &format!("cluster = [{seeds}]"), &[]).expect("config"),
+        )
+        .await;
         let http = reqwest::Client::new();
         let r = http.get(shim.url("/ready")).send().await.expect("ready");
         assert_eq!(r.status(), StatusCode::OK);
@@ -68,16 +40,7 @@ async fn cluster_of_three_masters_serves_multi_limit_policies_for_every_slot() {
             assert_eq!(statuses, OK_OK_DENIED, "user {u}");
         }
         // Keys really are spread over the masters.
-        let populated = ports
-            .iter()
-            .filter(|p| {
-                redis_cli(**p, &["DBSIZE"])
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    > 0
-            })
-            .count();
+        let populated = nodes_with_keys(&ports, &[]);
         assert!(populated >= 2, "keys on {populated} masters");
 
         // Raw endpoint with a key owned by whichever node: routed, not MOVED.
@@ -101,13 +64,17 @@ async fn sentinel_names_the_master() {
         let sentinel = Sentinel::start(master.port, 1, "");
         let sport = sentinel.port;
         wait_until("sentinel knows the master", Duration::from_secs(15), || {
-            redis_cli(sport, &["SENTINEL", "get-master-addr-by-name", "mymaster"])
-                .contains(&master.port.to_string())
+            redis_cli(
+                sport,
+                &[],
+                &["SENTINEL", "get-master-addr-by-name", "mymaster"],
+            )
+            .contains(&master.port.to_string())
         });
         let redis = format!(
             "[redis.sentinel]\nmaster = \"mymaster\"\nnodes = [\"redis://127.0.0.1:{sport}\"]"
         );
-        let cfg = policy("", &redis);
+        let cfg = user_policy(BURST_AND_HOUR, &redis, &[]).expect("config");
         let shim = InProcessShim::start(cfg).await;
         let http = reqwest::Client::new();
         let r = http.get(shim.url("/ready")).send().await.expect("ready");

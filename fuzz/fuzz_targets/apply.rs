@@ -39,6 +39,7 @@ fn quota_limit(q: &Quota) -> u64 {
     match q {
         Quota::TokenBucket(q) => q.capacity(),
         Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+        Quota::Concurrency(q) => q.limit(),
     }
 }
 
@@ -52,6 +53,7 @@ fn full_reset(q: &Quota) -> u64 {
         }
         Quota::FixedWindow(q) | Quota::SlidingExact(q) => q.window_ms(),
         Quota::SlidingApprox(q) => 2 * q.window_ms(),
+        Quota::Concurrency(q) => q.ttl_ms(),
     }
 }
 

@@ -20,11 +20,18 @@
 )]
 
 mod bounds;
+mod leases;
 mod limits;
 mod number;
 mod quota;
 
-pub use bounds::{EXACT_MAX_LOG_DEFAULT, MAX_COUNT, MAX_WINDOW_MS, RATE_SCALE};
+pub use bounds::{
+    EXACT_MAX_LOG_DEFAULT, MAX_COUNT, MAX_LEASES_CAP, MAX_LEASES_DEFAULT, MAX_WINDOW_MS, RATE_SCALE,
+};
+pub use leases::{
+    parse_acquire, parse_lease_id, parse_lease_quota, parse_release, parse_renew, parse_ttl_ms,
+    Acquire, LeaseArgError, MAX_LEASE_ID_LEN, USAGE_ACQUIRE, USAGE_RELEASE, USAGE_RENEW,
+};
 pub use limits::{
     name_hash, parse_limits, parse_limits_borrowed, BorrowedSpec, LimitSpec, MAX_LIMITS,
     MAX_NAME_LEN, USAGE_LIMITS,
@@ -32,4 +39,6 @@ pub use limits::{
 pub use number::{
     format_rate, format_window, parse_cost, parse_count, parse_rate, parse_window_ms, shown,
 };
-pub use quota::{window_quota, Algorithm, Quota, QuotaError, TokenBucketQuota, WindowQuota};
+pub use quota::{
+    window_quota, Algorithm, LeaseQuota, Quota, QuotaError, TokenBucketQuota, WindowQuota,
+};

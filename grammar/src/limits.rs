@@ -4,13 +4,15 @@
 //! spec := [NAME name] TOKENBUCKET capacity rate
 //!       | [NAME name] FIXEDWINDOW limit window
 //!       | [NAME name] SLIDING limit window [EXACT|APPROX]
+//!       | [NAME name] CONCURRENCY limit ttl          (at most one per call)
 //!         each optionally followed by COST n and/or SHADOW (once each, any order)
 //! ```
 
+use crate::leases::parse_lease_quota;
 use crate::number::{parse_cost, parse_count, parse_rate, shown};
 use crate::quota::{Quota, TokenBucketQuota, WindowQuota};
 
-pub const USAGE_LIMITS: &str = "RL.LIMITS key cost spec [spec ...], spec: [NAME name] TOKENBUCKET capacity rate | FIXEDWINDOW limit window | SLIDING limit window [EXACT|APPROX], then [COST n] [SHADOW]";
+pub const USAGE_LIMITS: &str = "RL.LIMITS key cost spec [spec ...], spec: [NAME name] TOKENBUCKET capacity rate | FIXEDWINDOW limit window | SLIDING limit window [EXACT|APPROX] | CONCURRENCY limit ttl, then [COST n] [SHADOW]";
 
 /// The most limits one call (and so one key) holds.
 pub const MAX_LIMITS: usize = 16;
@@ -105,6 +107,12 @@ pub fn parse_limits_borrowed<'a>(
         }
         let n = specs.len() + 1;
         let (spec, tail) = parse_spec(rest).map_err(|e| format!("ERR limit #{n}: {e}"))?;
+        let leases = |s: &BorrowedSpec| matches!(s.quota, Quota::Concurrency(_));
+        if leases(&spec) && specs.iter().any(leases) {
+            return Err(format!(
+                "ERR limit #{n}: CONCURRENCY is given twice: one call holds at most one lease"
+            ));
+        }
         if let Some(name) = spec.name {
             let h = name_hash(name);
             if let Some(other) = specs
@@ -181,13 +189,24 @@ fn parse_spec<'a, 'b>(mut args: &'b [&'a [u8]]) -> Result<Parsed<'a, 'b>, String
                 [] => (Quota::SlidingExact(q), rest),
             }
         }
+        [algo, rest @ ..] if is(algo, "CONCURRENCY") => {
+            let [limit, ttl, rest @ ..] = rest else {
+                return Err(needs("CONCURRENCY", "limit and ttl"));
+            };
+            let q = parse_lease_quota(limit, ttl).map_err(|e| strip(e.into()))?;
+            (Quota::Concurrency(q), rest)
+        }
         [other, ..] => {
             return Err(format!(
-                "unknown limit '{}': expected [NAME name] TOKENBUCKET, FIXEDWINDOW or SLIDING",
+                "unknown limit '{}': expected [NAME name] TOKENBUCKET, FIXEDWINDOW, SLIDING or CONCURRENCY",
                 shown(other)
             ))
         }
-        [] => return Err("NAME must be followed by TOKENBUCKET, FIXEDWINDOW or SLIDING".into()),
+        [] => {
+            return Err(
+                "NAME must be followed by TOKENBUCKET, FIXEDWINDOW, SLIDING or CONCURRENCY".into(),
+            )
+        }
     };
     let mut cost = None;
     let mut shadow = false;
@@ -296,6 +315,16 @@ mod tests {
                 "used twice",
             ),
             ("1 TOKENBUCKET 1 1 EXACT", "unknown limit"),
+            ("1 CONCURRENCY 1", "CONCURRENCY needs limit and ttl"),
+            (
+                "1 CONCURRENCY 0 1",
+                "limit #1: limit must be an integer from 1",
+            ),
+            ("1 CONCURRENCY 1 0", "limit #1: ttl must be"),
+            (
+                "1 CONCURRENCY 1 1 NAME b CONCURRENCY 2 1",
+                "limit #2: CONCURRENCY is given twice",
+            ),
         ] {
             let err = parse(line).expect_err(line);
             assert!(err.starts_with("ERR "), "{line}: {err}");
@@ -307,6 +336,22 @@ mod tests {
         assert_eq!(parse(&ok).expect("max").1.len(), MAX_LIMITS);
         let long = format!("1 NAME {} FIXEDWINDOW 1 1", "n".repeat(MAX_NAME_LEN + 1));
         assert!(parse(&long).expect_err("long").contains("NAME must be"));
+    }
+
+    #[test]
+    fn concurrency_is_one_more_spec() {
+        let (_, specs) =
+            parse("1 NAME rate FIXEDWINDOW 10 1 NAME inflight CONCURRENCY 3 30 COST 2 SHADOW")
+                .expect("valid");
+        let Quota::Concurrency(q) = specs[1].quota else {
+            panic!("{:?}", specs[1].quota)
+        };
+        assert_eq!((q.limit(), q.ttl_ms()), (3, 30_000));
+        assert_eq!((specs[1].cost, specs[1].shadow), (Some(2), true));
+        assert_eq!(
+            specs[1].args().join(" "),
+            "NAME inflight CONCURRENCY 3 30 COST 2 SHADOW"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::bounds::{MAX_COUNT, MAX_WINDOW_MS};
+use crate::bounds::{MAX_COUNT, MAX_LEASES_CAP, MAX_WINDOW_MS};
 
 /// Why a quota could not be built. The glue turns these into `ERR` replies
 /// that name the argument.
@@ -87,6 +87,49 @@ impl WindowQuota {
     }
 }
 
+/// A lease quota: at most `limit` slots held at once, each lease living
+/// `ttl_ms` unless renewed or released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseQuota {
+    limit: u64,
+    ttl_ms: u64,
+}
+
+impl LeaseQuota {
+    /// `limit` from 1 to [`MAX_LEASES_CAP`] (a configured maximum is checked
+    /// by [`LeaseQuota::check_max_leases`]), `ttl_ms` from 1 ms to the
+    /// longest window.
+    pub fn new(limit: u64, ttl_ms: u64) -> Result<Self, QuotaError> {
+        if limit == 0 || limit > MAX_LEASES_CAP {
+            return Err(QuotaError::Limit);
+        }
+        if ttl_ms == 0 || ttl_ms > MAX_WINDOW_MS {
+            return Err(QuotaError::Window);
+        }
+        Ok(Self { limit, ttl_ms })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
+    }
+
+    /// Refuses a limit above `ratelimit.max-leases`: a key holds at most
+    /// `limit` leases, so this bounds its memory.
+    pub fn check_max_leases(&self, max: u64) -> Result<(), String> {
+        if self.limit > max {
+            return Err(format!(
+                "ERR limit {} is above ratelimit.max-leases ({max}), the most leases one key may hold: lower it, or raise the maximum with CONFIG SET ratelimit.max-leases",
+                self.limit
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Any quota, as the glue passes it around.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quota {
@@ -94,6 +137,8 @@ pub enum Quota {
     FixedWindow(WindowQuota),
     SlidingExact(WindowQuota),
     SlidingApprox(WindowQuota),
+    /// Concurrency leases (`RL.ACQUIRE`, `CONCURRENCY` in `RL.LIMITS`).
+    Concurrency(LeaseQuota),
 }
 
 /// Which algorithm a quota (or a stored state) belongs to.
@@ -103,6 +148,8 @@ pub enum Algorithm {
     FixedWindow,
     SlidingExact,
     SlidingApprox,
+    /// Concurrency leases.
+    Concurrency,
 }
 
 impl Algorithm {
@@ -113,6 +160,7 @@ impl Algorithm {
             Algorithm::FixedWindow => "RL.FIXEDWINDOW",
             Algorithm::SlidingExact => "RL.SLIDING EXACT",
             Algorithm::SlidingApprox => "RL.SLIDING APPROX",
+            Algorithm::Concurrency => "RL.ACQUIRE",
         }
     }
 }
@@ -124,6 +172,7 @@ impl Quota {
             Quota::FixedWindow(_) => Algorithm::FixedWindow,
             Quota::SlidingExact(_) => Algorithm::SlidingExact,
             Quota::SlidingApprox(_) => Algorithm::SlidingApprox,
+            Quota::Concurrency(_) => Algorithm::Concurrency,
         }
     }
 
@@ -132,6 +181,7 @@ impl Quota {
         match self {
             Quota::TokenBucket(q) => q.capacity(),
             Quota::FixedWindow(q) | Quota::SlidingExact(q) | Quota::SlidingApprox(q) => q.limit(),
+            Quota::Concurrency(q) => q.limit(),
         }
     }
 
@@ -167,6 +217,7 @@ impl Quota {
                 [q.limit().to_string(), format_window(q.window_ms())],
                 Some("APPROX"),
             ),
+            Quota::Concurrency(q) => ([q.limit().to_string(), format_window(q.ttl_ms())], None),
         }
     }
 
@@ -177,6 +228,7 @@ impl Quota {
             Quota::TokenBucket(_) => "TOKENBUCKET",
             Quota::FixedWindow(_) => "FIXEDWINDOW",
             Quota::SlidingExact(_) | Quota::SlidingApprox(_) => "SLIDING",
+            Quota::Concurrency(_) => "CONCURRENCY",
         };
         let ([first, second], mode) = self.words();
         let mut out = vec![keyword.to_owned(), first, second];

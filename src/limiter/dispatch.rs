@@ -5,11 +5,12 @@ use super::codec::DecodeError;
 use super::cost::Cost;
 use super::decision::{Outcome, Retry};
 use super::fixed_window;
+use super::leases::{self, Acquired};
 use super::sliding::approx::{refund_approx, settle_approx, step_approx};
 use super::sliding::exact::{refund_exact, settle_exact, step_exact};
 use super::state::{Kind, State};
 use super::token_bucket;
-use rl_grammar::Quota;
+use rl_grammar::{Algorithm, LeaseQuota, Quota};
 
 /// Why a call could not be applied to the stored state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,11 +146,43 @@ fn step(
             );
             wrap(out, State::SlidingApprox)
         }
+        (Quota::Concurrency(q), None | Some(State::Leases(_))) => {
+            let out = lease_step(stored, q, now_ms, cost)?;
+            Outcome {
+                decision: out.decision,
+                new_state: out.new_state.map(State::Leases),
+            }
+        }
         (_, Some(s)) => {
             return Err(ApplyError::WrongKind {
                 stored: s.kind(),
                 called: Kind::Algorithm(quota.algorithm()),
             })
         }
+    })
+}
+
+/// One call on concurrency leases with a made id: a cost takes a lease of
+/// that many slots; a read (and a refund, which the glue refuses: slots come
+/// back by `RL.RELEASE`) only reports. The lease granted is in the answer.
+pub fn lease_step(
+    stored: Option<&State>,
+    quota: &LeaseQuota,
+    now_ms: u64,
+    cost: Cost,
+) -> Result<Acquired, ApplyError> {
+    let prev = match stored {
+        None => None,
+        Some(State::Leases(s)) => Some(s),
+        Some(s) => {
+            return Err(ApplyError::WrongKind {
+                stored: s.kind(),
+                called: Kind::Algorithm(Algorithm::Concurrency),
+            })
+        }
+    };
+    Ok(match cost {
+        Cost::Take(units) => leases::take(prev, quota, now_ms, units),
+        Cost::Read | Cost::GiveBack(_) => leases::observe(prev, quota, now_ms),
     })
 }

@@ -12,10 +12,15 @@
 //! `NAME`) or, for unnamed limits, by position; a limit whose algorithm
 //! changed starts fresh, and stored limits the call does not name are dropped
 //! when the call writes.
+//!
+//! A `CONCURRENCY` limit (at most one per call) takes a lease with a made
+//! id when the call is granted; the outcome carries it. A shadow one that
+//! would deny takes no lease (slots are not "what is left" of a budget).
 
 use super::cost::Cost;
 use super::decision::{Decision, Retry};
-use super::dispatch::{apply, ApplyError};
+use super::dispatch::{apply, lease_step, ApplyError};
+use super::leases::Granted;
 use super::state::{LimitEntry, LimitsState, State};
 use rl_grammar::{Quota, MAX_LIMITS};
 
@@ -40,6 +45,8 @@ pub struct LimitsOutcome {
     pub decisions: Vec<Decision>,
     /// What to store; `None`: write nothing (denied, or every cost 0).
     pub new_state: Option<LimitsState>,
+    /// The lease a `CONCURRENCY` limit took (granted calls only).
+    pub lease: Option<Granted>,
 }
 
 impl LimitsOutcome {
@@ -103,10 +110,21 @@ pub fn combine(
     // if the call writes.
     let mut decisions = Vec::with_capacity(limits.len());
     let mut entries = Vec::with_capacity(limits.len());
+    let mut lease = None;
     for (limit, &prior) in limits.iter().zip(priors) {
-        let out = apply(prior, &limit.quota, now_ms, limit.cost)?;
-        let (mut decision, mut state) = (out.decision, out.new_state);
-        if limit.shadow && !decision.allowed() && decision.remaining > 0 {
+        let (mut decision, mut state) = match &limit.quota {
+            Quota::Concurrency(q) => {
+                let out = lease_step(prior, q, now_ms, limit.cost)?;
+                lease = lease.or(out.lease);
+                (out.decision, out.new_state.map(State::Leases))
+            }
+            quota => {
+                let out = apply(prior, quota, now_ms, limit.cost)?;
+                (out.decision, out.new_state)
+            }
+        };
+        let leases = matches!(limit.quota, Quota::Concurrency(_));
+        if limit.shadow && !decision.allowed() && decision.remaining > 0 && !leases {
             // A shadow limit consumes like an enforced one, but never below
             // empty: it takes what is left and still reports its denial.
             let rest = apply(prior, &limit.quota, now_ms, Cost::Take(decision.remaining))?;
@@ -163,6 +181,7 @@ pub fn combine(
         binding,
         decisions,
         new_state,
+        lease: lease.filter(|_| allowed),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod cost;
 pub mod decision;
 pub mod dispatch;
 pub mod fixed_window;
+pub mod leases;
 pub mod limits;
 pub mod packed;
 pub mod sliding;

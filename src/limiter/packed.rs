@@ -76,7 +76,7 @@ pub fn pack(state: &State) -> Option<Packed> {
                 .unwrap_or(Packed::Pair(SmallKind::FixedWindow, [s.start_ms, s.count])),
         ),
         State::SlidingApprox(s) => pack_approx(s),
-        State::SlidingExact(_) | State::Limits(_) => None,
+        State::SlidingExact(_) | State::Limits(_) | State::Leases(_) => None,
     }
 }
 

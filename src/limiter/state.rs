@@ -13,9 +13,15 @@
 //! state), the name's 32-bit hash (little endian) when named, and the nested
 //! state's tag and fields (a nested `EXACT` log also carries its byte length).
 //! An older build refuses format 2 cleanly as an unknown version.
+//! [`FORMAT_V3`] adds concurrency leases (tag 6, `limiter::leases` writes
+//! its body): an `RL.ACQUIRE` key, and any `RL.LIMITS` key holding a
+//! `CONCURRENCY` limit, are written in it; every other key is written in
+//! format 1 or 2 exactly as before, and an older build refuses format 3
+//! cleanly as an unknown version.
 
 use super::codec::{read_varint, write_varint, DecodeError, InlineBuf, Payload, Sink, HORIZON_MS};
 use super::fixed_window::FixedWindowState;
+use super::leases::{decode_leases, encode_leases, LeaseState};
 use super::sliding::approx::SlidingApproxState;
 use super::sliding::log::ExactLog;
 use super::token_bucket::{TokenBucketState, PICO};
@@ -25,12 +31,15 @@ use rl_grammar::{Algorithm, MAX_COUNT};
 pub const FORMAT_V1: u8 = 1;
 /// Adds the `RL.LIMITS` state.
 pub const FORMAT_V2: u8 = 2;
+/// Adds concurrency leases (alone, or as an `RL.LIMITS` entry).
+pub const FORMAT_V3: u8 = 3;
 
 const TAG_TOKEN_BUCKET: u8 = 1;
 const TAG_FIXED_WINDOW: u8 = 2;
 const TAG_SLIDING_EXACT: u8 = 3;
 const TAG_SLIDING_APPROX: u8 = 4;
 const TAG_LIMITS: u8 = 5;
+const TAG_LEASES: u8 = 6;
 
 const ENTRY_NAMED: u8 = 1;
 const ENTRY_HAS_STATE: u8 = 2;
@@ -61,6 +70,8 @@ pub enum State {
     SlidingApprox(SlidingApproxState),
     /// Every limit of one `RL.LIMITS` identity (never nested).
     Limits(LimitsState),
+    /// Concurrency leases (`RL.ACQUIRE`, or a `CONCURRENCY` limit).
+    Leases(LeaseState),
 }
 
 impl State {
@@ -70,6 +81,7 @@ impl State {
             State::FixedWindow(_) => Algorithm::FixedWindow,
             State::SlidingExact(_) => Algorithm::SlidingExact,
             State::SlidingApprox(_) => Algorithm::SlidingApprox,
+            State::Leases(_) => Algorithm::Concurrency,
             State::Limits(_) => return Kind::Limits,
         })
     }
@@ -78,7 +90,12 @@ impl State {
     pub fn encode<S: Sink>(&self, out: &mut S) {
         match self {
             State::Limits(limits) => {
-                out.put(&[FORMAT_V2, TAG_LIMITS]);
+                let format = if limits.has_leases() {
+                    FORMAT_V3
+                } else {
+                    FORMAT_V2
+                };
+                out.put(&[format, TAG_LIMITS]);
                 write_varint(out, limits.entries().len() as u128);
                 for entry in limits.entries() {
                     let flags = if entry.name.is_some() { ENTRY_NAMED } else { 0 }
@@ -95,6 +112,10 @@ impl State {
                         state.encode_body(out, true);
                     }
                 }
+            }
+            State::Leases(_) => {
+                out.put(&[FORMAT_V3]);
+                self.encode_body(out, false);
             }
             single => {
                 out.put(&[FORMAT_V1]);
@@ -132,6 +153,11 @@ impl State {
                 write_varint(out, u128::from(s.prev));
                 write_varint(out, u128::from(s.cur));
             }
+            // Its own length: a count, then length-prefixed ids.
+            State::Leases(l) => {
+                out.put(&[TAG_LEASES]);
+                encode_leases(l, out);
+            }
             // Never nested: combine() builds entries of single states only.
             State::Limits(_) => {}
         }
@@ -158,27 +184,46 @@ impl State {
 
     pub fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
         let (&format, rest) = bytes.split_first().ok_or(DecodeError::Truncated)?;
-        if format != FORMAT_V1 && format != FORMAT_V2 {
+        if !(FORMAT_V1..=FORMAT_V3).contains(&format) {
             return Err(DecodeError::UnknownFormat(format));
         }
         let mut pos = 0;
         let state = match rest.first() {
-            Some(&TAG_LIMITS) if format == FORMAT_V2 => {
+            Some(&TAG_LIMITS) if format >= FORMAT_V2 => {
                 pos = 1;
-                decode_limits(rest, &mut pos)?
+                decode_limits(rest, &mut pos, format)?
             }
-            _ => Self::decode_body(rest, &mut pos, false)?,
+            _ => Self::decode_body(rest, &mut pos, false, format)?,
         };
         if pos != rest.len() {
+            return Err(DecodeError::Invalid);
+        }
+        // Format 3 only for states with leases (which need it).
+        if format == FORMAT_V3 && state.format() != FORMAT_V3 {
             return Err(DecodeError::Invalid);
         }
         Ok(state)
     }
 
+    /// The format this state is written in.
+    fn format(&self) -> u8 {
+        match self {
+            State::Leases(_) => FORMAT_V3,
+            State::Limits(l) if l.has_leases() => FORMAT_V3,
+            State::Limits(_) => FORMAT_V2,
+            _ => FORMAT_V1,
+        }
+    }
+
     /// One algorithm's tag and fields from `bytes[*pos..]`. At the top level
     /// an `EXACT` log runs to the end of the payload; nested, it carries its
     /// byte length.
-    fn decode_body(bytes: &[u8], pos: &mut usize, nested: bool) -> Result<State, DecodeError> {
+    fn decode_body(
+        bytes: &[u8],
+        pos: &mut usize,
+        nested: bool,
+        format: u8,
+    ) -> Result<State, DecodeError> {
         let &tag = bytes.get(*pos).ok_or(DecodeError::Truncated)?;
         *pos += 1;
         let u64_field = |pos: &mut usize| -> Result<u64, DecodeError> {
@@ -245,8 +290,10 @@ impl State {
                     cur,
                 })
             }
-            // A limits state inside a limits state, or in format 1.
-            TAG_LIMITS => return Err(DecodeError::Invalid),
+            TAG_LEASES if format >= FORMAT_V3 => State::Leases(decode_leases(bytes, pos)?),
+            // A limits state inside a limits state, or in format 1; leases
+            // before format 3.
+            TAG_LIMITS | TAG_LEASES => return Err(DecodeError::Invalid),
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -256,6 +303,7 @@ impl State {
         match self {
             State::SlidingExact(log) => log.heap_size(),
             State::Limits(limits) => limits.heap_size(),
+            State::Leases(leases) => leases.heap_size(),
             _ => 0,
         }
     }
@@ -277,9 +325,17 @@ pub struct LimitsState {
 
 impl LimitsState {
     /// Checks what a decoder built: single-algorithm states only, names
-    /// unique, at most [`rl_grammar::MAX_LIMITS`] entries.
+    /// unique, at most [`rl_grammar::MAX_LIMITS`] entries, at most one of
+    /// them leases.
     pub fn new(entries: Vec<LimitEntry>) -> Result<Self, DecodeError> {
         if entries.len() > rl_grammar::MAX_LIMITS {
+            return Err(DecodeError::Invalid);
+        }
+        let leases = entries
+            .iter()
+            .filter(|e| matches!(e.state, Some(State::Leases(_))))
+            .count();
+        if leases > 1 {
             return Err(DecodeError::Invalid);
         }
         for (i, e) in entries.iter().enumerate() {
@@ -304,6 +360,31 @@ impl LimitsState {
 
     pub fn entries(&self) -> &[LimitEntry] {
         &self.entries
+    }
+
+    /// The entry holding leases (a `CONCURRENCY` limit), if any: its
+    /// position and its leases.
+    pub fn leases(&self) -> Option<(usize, &LeaseState)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| match &e.state {
+                Some(State::Leases(l)) => Some((i, l)),
+                _ => None,
+            })
+    }
+
+    fn has_leases(&self) -> bool {
+        self.leases().is_some()
+    }
+
+    /// This state with entry `pos` holding `leases` instead.
+    pub fn with_leases(&self, pos: usize, leases: LeaseState) -> Self {
+        let mut entries = self.entries.to_vec();
+        if let Some(e) = entries.get_mut(pos) {
+            e.state = Some(State::Leases(leases));
+        }
+        Self::built(entries)
     }
 
     /// Heap bytes held, for `MEMORY USAGE`.
@@ -338,7 +419,7 @@ impl LimitsState {
 }
 
 /// The entries of a limits state; `bytes[*pos]` is just past the tag.
-fn decode_limits(bytes: &[u8], pos: &mut usize) -> Result<State, DecodeError> {
+fn decode_limits(bytes: &[u8], pos: &mut usize, format: u8) -> Result<State, DecodeError> {
     let n = read_varint(bytes, pos)?;
     let n = usize::try_from(n)
         .ok()
@@ -361,7 +442,7 @@ fn decode_limits(bytes: &[u8], pos: &mut usize) -> Result<State, DecodeError> {
             None
         };
         let state = if flags & ENTRY_HAS_STATE != 0 {
-            Some(State::decode_body(bytes, pos, true)?)
+            Some(State::decode_body(bytes, pos, true, format)?)
         } else {
             None
         };
@@ -396,6 +477,7 @@ mod tests {
                 cur: 0,
             }),
             limits_sample(),
+            State::Leases(leases_sample()),
         ]
     }
 
@@ -468,6 +550,87 @@ mod tests {
         for (bytes, state) in golden {
             assert_eq!(State::decode(bytes), Ok(state.clone()));
             assert_eq!(state.to_bytes(), bytes);
+        }
+    }
+
+    fn leases_sample() -> LeaseState {
+        use crate::limiter::leases::Lease;
+        LeaseState::new(
+            300,
+            vec![
+                Lease {
+                    id: b"a"[..].into(),
+                    expires_at_ms: 1_000,
+                    slots: 1,
+                },
+                Lease {
+                    id: b"bc"[..].into(),
+                    expires_at_ms: 1_200,
+                    slots: 2,
+                },
+            ],
+        )
+        .expect("valid")
+    }
+
+    /// Leases are format 3, alone or as an `RL.LIMITS` entry; a limits
+    /// state without leases stays format 2, byte for byte; format 1 and 2
+    /// payloads cannot carry leases, and format 3 is only for leases.
+    #[test]
+    fn leases_are_format_3_and_nothing_else_changes() {
+        let alone = State::Leases(leases_sample());
+        let bytes = alone.to_bytes();
+        assert_eq!(
+            bytes,
+            [3, 6, 172, 2, 2, 1, b'a', 232, 7, 1, 2, b'b', b'c', 200, 1, 2]
+        );
+        assert_eq!(State::decode(&bytes), Ok(alone.clone()));
+        assert_eq!(alone.encoded().as_slice(), bytes.as_slice());
+        for older in [FORMAT_V1, FORMAT_V2] {
+            let mut b = bytes.clone();
+            b[0] = older;
+            assert_eq!(State::decode(&b), Err(DecodeError::Invalid));
+        }
+        let with = State::Limits(
+            LimitsState::new(vec![
+                LimitEntry {
+                    name: Some(7),
+                    state: Some(State::FixedWindow(FixedWindowState {
+                        start_ms: 60_000,
+                        count: 3,
+                    })),
+                },
+                LimitEntry {
+                    name: None,
+                    state: Some(alone.clone()),
+                },
+            ])
+            .expect("valid"),
+        );
+        let b = with.to_bytes();
+        assert_eq!(&b[..2], &[FORMAT_V3, TAG_LIMITS]);
+        assert_eq!(State::decode(&b), Ok(with.clone()));
+        let mut v2 = b.clone();
+        v2[0] = FORMAT_V2;
+        assert_eq!(State::decode(&v2), Err(DecodeError::Invalid));
+        // Without leases, format 3 is refused (each state has one encoding).
+        let mut v3 = limits_sample().to_bytes();
+        assert_eq!(v3[0], FORMAT_V2);
+        v3[0] = FORMAT_V3;
+        assert_eq!(State::decode(&v3), Err(DecodeError::Invalid));
+        // Two lease entries in one limits state are refused.
+        let two = [FORMAT_V3, TAG_LIMITS, 2, 2, 6, 0, 0, 2, 6, 0, 0];
+        assert_eq!(State::decode(&two), Err(DecodeError::Invalid));
+        assert_eq!(
+            State::decode(&[FORMAT_V3, TAG_LIMITS, 1, 2, 6, 0, 0]).map(|s| s.kind()),
+            Ok(Kind::Limits)
+        );
+        // Every cut is refused.
+        for s in [alone, with] {
+            let bytes = s.to_bytes();
+            for len in 0..bytes.len() {
+                assert!(State::decode(&bytes[..len]).is_err(), "{s:?} cut at {len}");
+            }
         }
     }
 
@@ -583,8 +746,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_kinds_are_refused() {
         let mut bytes = samples()[0].to_bytes();
-        bytes[0] = 3;
-        assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownFormat(3)));
+        bytes[0] = 4;
+        assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownFormat(4)));
         bytes[0] = FORMAT_V1;
         bytes[1] = 99;
         assert_eq!(State::decode(&bytes), Err(DecodeError::UnknownKind(99)));

@@ -8,6 +8,7 @@ use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisStr
 use super::args::{self, Call};
 use super::datatype::{LimiterKey, EXACTADD, SETSTATE};
 use super::{clock, config, info, propagation};
+use crate::limiter::leases::Granted;
 use crate::limiter::limits::{combine, Limit, LimitsOutcome};
 use crate::limiter::sliding::delta::ExactDelta;
 use crate::limiter::state::Kind;
@@ -27,6 +28,11 @@ pub type RawString = *mut raw::RedisModuleString;
 pub struct Argv<'a>(&'a [RawString]);
 
 impl<'a> Argv<'a> {
+    /// The arguments, command name first.
+    pub(super) fn args(&self) -> &'a [RawString] {
+        self.0
+    }
+
     /// # Safety
     /// `argv` and `argc` must be what the server passed to a command
     /// callback; the view must not outlive that call.
@@ -41,7 +47,7 @@ impl<'a> Argv<'a> {
 }
 
 /// The bytes of a server string argument.
-fn bytes<'a>(s: RawString) -> &'a [u8] {
+pub(super) fn bytes<'a>(s: RawString) -> &'a [u8] {
     RedisString::string_as_slice(s)
 }
 
@@ -166,15 +172,27 @@ pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
     let (cost, specs) = rl_grammar::parse_limits_borrowed(words).map_err(RedisError::String)?;
     let max_log = config::exact_max_log();
     let mut limits = Vec::with_capacity(specs.len());
+    let mut leases = false;
     for (i, spec) in specs.iter().enumerate() {
-        spec.quota.check_exact_log(max_log).map_err(|e| {
+        let refused = |e: String| {
             let why = e.strip_prefix("ERR ").unwrap_or(&e);
             RedisError::String(format!("ERR limit #{}: {why}", i + 1))
-        })?;
+        };
+        spec.quota.check_exact_log(max_log).map_err(refused)?;
+        let cost = Cost::from(spec.cost_in(cost));
+        if let Quota::Concurrency(q) = &spec.quota {
+            q.check_max_leases(config::max_leases()).map_err(refused)?;
+            if let Cost::GiveBack(_) = cost {
+                return Err(refused(
+                    "CONCURRENCY takes a cost of 0 or more: slots come back with RL.RELEASE key lease".into(),
+                ));
+            }
+            leases = true;
+        }
         limits.push(Limit {
             name: spec.name.map(rl_grammar::name_hash),
             quota: spec.quota,
-            cost: Cost::from(spec.cost_in(cost)),
+            cost,
             shadow: spec.shadow,
         });
     }
@@ -201,7 +219,7 @@ pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
     }
     drop(lk);
     info::LIMITS.record(outcome.allowed);
-    reply_limits(ctx, &outcome);
+    reply_limits(ctx, &outcome, leases);
     Ok(RedisValue::NoReply)
 }
 
@@ -209,7 +227,7 @@ pub fn limits(ctx: &Context, argv: Argv) -> RedisResult {
 /// `now`), replicates it and signals the change. With a `delta` (a grant on
 /// an `EXACT` log) replicas and the AOF get `RL.EXACTADD`, whose size does
 /// not grow with the log, instead of the whole state.
-fn commit(
+pub(super) fn commit(
     ctx: &Context,
     lk: &mut LimiterKey,
     key: RawString,
@@ -246,7 +264,7 @@ fn commit(
     Ok(())
 }
 
-fn apply_error(e: ApplyError, called: Kind) -> RedisError {
+pub(super) fn apply_error(e: ApplyError, called: Kind) -> RedisError {
     match e {
         ApplyError::WrongKind { stored, called } => RedisError::String(format!(
             "WRONGTYPE key holds {} state, not {}: use that command on it, or DEL the key",
@@ -307,7 +325,7 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// The five `RL.*` reply fields of a decision.
-fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
+pub(super) fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
     [
         (c"allowed", i64::from(d.allowed())),
         (c"limit", to_i64(d.limit)),
@@ -319,7 +337,7 @@ fn fields(d: &Decision) -> [(&'static CStr, i64); 5] {
 
 /// Replies with named integers: a map under RESP3, an array under RESP2
 /// (`extra` more elements follow, written by the caller).
-fn reply_fields(ctx: &Context, resp3: bool, fields: &[(&CStr, i64)], extra: usize) {
+pub(super) fn reply_fields(ctx: &Context, resp3: bool, fields: &[(&CStr, i64)], extra: usize) {
     let c = ctx.ctx;
     if resp3 {
         raw::reply_with_map(c, (fields.len() + extra) as _);
@@ -334,7 +352,7 @@ fn reply_fields(ctx: &Context, resp3: bool, fields: &[(&CStr, i64)], extra: usiz
     }
 }
 
-fn is_resp3(ctx: &Context) -> bool {
+pub(super) fn is_resp3(ctx: &Context) -> bool {
     ctx.get_flags().contains(ContextFlags::FLAGS_RESP3)
 }
 
@@ -362,12 +380,13 @@ fn reply(ctx: &Context, d: &Decision, shape: Shape) {
 }
 
 /// `RL.LIMITS`' reply: the binding limit's five fields, `binding`, and
-/// `limits` (one five-field reply per limit, in the call's order).
-fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
+/// `limits` (one five-field reply per limit, in the call's order); with a
+/// `CONCURRENCY` limit, then `lease` (its id; nil unless granted).
+fn reply_limits(ctx: &Context, out: &LimitsOutcome, leases: bool) {
     let c = ctx.ctx;
     // Read once: the context flags cost more than a reply field.
     let resp3 = is_resp3(ctx);
-    reply_fields(ctx, resp3, &fields(&out.summary()), 2);
+    reply_fields(ctx, resp3, &fields(&out.summary()), 2 + usize::from(leases));
     if resp3 {
         raw::reply_with_simple_string(c, c"binding".as_ptr());
     }
@@ -378,6 +397,36 @@ fn reply_limits(ctx: &Context, out: &LimitsOutcome) {
     raw::reply_with_array(c, out.decisions.len() as _);
     for d in &out.decisions {
         reply_fields(ctx, resp3, &fields(d), 0);
+    }
+    if leases {
+        reply_lease(ctx, resp3, out.lease.as_ref(), false);
+    }
+}
+
+/// The lease fields after the five: the id (nil when denied) and its
+/// expiry in Unix ms (0 when denied).
+pub(super) fn reply_lease(ctx: &Context, resp3: bool, lease: Option<&Granted>, with_expiry: bool) {
+    let c = ctx.ctx;
+    let key = |name: &CStr| {
+        if resp3 {
+            raw::reply_with_simple_string(c, name.as_ptr());
+        }
+    };
+    key(c"lease");
+    match lease {
+        Some(g) => {
+            raw::reply_with_string_buffer(c, g.id.as_ptr().cast(), g.id.len());
+        }
+        None => {
+            raw::reply_with_null(c);
+        }
+    }
+    if with_expiry {
+        key(c"expires_at_ms");
+        raw::reply_with_long_long(
+            c,
+            lease.map_or(0, |g| i64::try_from(g.expires_at_ms).unwrap_or(i64::MAX)),
+        );
     }
 }
 

@@ -125,6 +125,8 @@ const KEY: Arg = Arg::value(c"key", ArgKind::Key);
 const COST: Arg = Arg::value(c"cost", ArgKind::Integer);
 const LIMIT: Arg = Arg::value(c"limit", ArgKind::Integer);
 const WINDOW: Arg = Arg::value(c"window", ArgKind::Double);
+const TTL: Arg = Arg::value(c"ttl", ArgKind::Double);
+const LEASE_ID: Arg = Arg::value(c"id", ArgKind::String);
 const MODE: Arg = Arg::group(
     c"mode",
     ArgKind::OneOf,
@@ -135,7 +137,7 @@ const MODE: Arg = Arg::group(
 )
 .optional();
 
-/// `spec := [NAME name] (TOKENBUCKET … | FIXEDWINDOW … | SLIDING …) [COST n] [SHADOW]`
+/// `spec := [NAME name] (TOKENBUCKET … | FIXEDWINDOW … | SLIDING … | CONCURRENCY …) [COST n] [SHADOW]`
 const SPEC: Arg = Arg::group(
     c"spec",
     ArgKind::Block,
@@ -158,6 +160,7 @@ const SPEC: Arg = Arg::group(
                 .after(c"TOKENBUCKET"),
                 Arg::group(c"fixedwindow", ArgKind::Block, &[LIMIT, WINDOW]).after(c"FIXEDWINDOW"),
                 Arg::group(c"sliding", ArgKind::Block, &[LIMIT, WINDOW, MODE]).after(c"SLIDING"),
+                Arg::group(c"concurrency", ArgKind::Block, &[LIMIT, TTL]).after(c"CONCURRENCY"),
             ],
         ),
         Arg::value(c"n", ArgKind::Integer).after(c"COST").optional(),
@@ -167,7 +170,7 @@ const SPEC: Arg = Arg::group(
 .multiple();
 
 /// Every command the module registers, client commands first.
-pub static DOCS: [Doc; 7] = [
+pub static DOCS: [Doc; 10] = [
     Doc {
         name: c"RL.TOKENBUCKET",
         summary: c"Takes cost tokens from a bucket of capacity tokens refilled at rate per second; replies allowed, limit, remaining, retry_after_ms, reset_after_ms",
@@ -204,6 +207,36 @@ pub static DOCS: [Doc; 7] = [
         internal: false,
         key: KeyUse::ReadWrite,
         args: &[KEY, COST, SPEC],
+    },
+    Doc {
+        name: c"RL.ACQUIRE",
+        summary: c"Takes n slots (COST, default 1) if at most limit are then held, as a lease that expires by itself after ttl seconds; replies the five fields, the lease id and its expiry (Unix ms)",
+        complexity: c"O(L), L the leases held",
+        internal: false,
+        key: KeyUse::ReadWrite,
+        args: &[
+            KEY,
+            LIMIT,
+            TTL,
+            Arg::value(c"id", ArgKind::String).after(c"ID").optional(),
+            Arg::value(c"n", ArgKind::Integer).after(c"COST").optional(),
+        ],
+    },
+    Doc {
+        name: c"RL.RELEASE",
+        summary: c"Frees a lease: 1 freed, 0 unknown or expired (never an error)",
+        complexity: c"O(L), L the leases held",
+        internal: false,
+        key: KeyUse::ReadWrite,
+        args: &[KEY, LEASE_ID],
+    },
+    Doc {
+        name: c"RL.RENEW",
+        summary: c"Extends a held lease to expire ttl seconds from now: 1 renewed, 0 unknown or expired (an expired lease is not renewed)",
+        complexity: c"O(L), L the leases held",
+        internal: false,
+        key: KeyUse::ReadWrite,
+        args: &[KEY, LEASE_ID, TTL],
     },
     Doc {
         name: c"CL.THROTTLE",
@@ -475,6 +508,9 @@ mod tests {
             ("RL.FIXEDWINDOW", args::USAGE_FIXEDWINDOW),
             ("RL.SLIDING", args::USAGE_SLIDING),
             ("CL.THROTTLE", args::USAGE_THROTTLE),
+            ("RL.ACQUIRE", rl_grammar::USAGE_ACQUIRE),
+            ("RL.RELEASE", rl_grammar::USAGE_RELEASE),
+            ("RL.RENEW", rl_grammar::USAGE_RENEW),
         ] {
             assert_eq!(usage(doc(name)), line);
         }
@@ -486,7 +522,7 @@ mod tests {
         assert_eq!(
             u,
             "RL.LIMITS key cost spec [spec ...]\n\
-             spec := [NAME name] (TOKENBUCKET capacity rate | FIXEDWINDOW limit window | SLIDING limit window [EXACT|APPROX]) [COST n] [SHADOW]"
+             spec := [NAME name] (TOKENBUCKET capacity rate | FIXEDWINDOW limit window | SLIDING limit window [EXACT|APPROX] | CONCURRENCY limit ttl) [COST n] [SHADOW]"
         );
         // The arity error's one-line form says the same.
         let first = u.lines().next().unwrap_or_default();
@@ -496,6 +532,7 @@ mod tests {
             "TOKENBUCKET capacity rate",
             "FIXEDWINDOW limit window",
             "SLIDING limit window [EXACT|APPROX]",
+            "CONCURRENCY limit ttl",
             "[COST n]",
             "[SHADOW]",
         ] {
@@ -522,8 +559,8 @@ mod tests {
         let mut store = Vec::new();
         let root = raw_args(doc("RL.LIMITS").args, &mut store);
         // key, cost, spec + end; spec: name, algorithm, COST, SHADOW + end;
-        // algorithm: three blocks + end; three blocks' own levels; MODE.
-        assert_eq!(store.len(), 7);
+        // algorithm: four blocks + end; four blocks' own levels; MODE.
+        assert_eq!(store.len(), 8);
         assert_eq!(store.last().map(|l| l.as_ptr()), Some(root.cast_const()));
         for level in &store {
             assert!(level.last().is_some_and(|a| a.name.is_null()));

@@ -288,6 +288,13 @@ impl LimiterKey {
         Ok(())
     }
 
+    /// When the key expires (absolute, ms); `None`: no expiry, or no key.
+    pub fn expires_at(&self) -> Option<u64> {
+        // SAFETY: `self.key` is an open key for the life of `self`.
+        let at = unsafe { raw::RedisModule_GetAbsExpire.map(|get| get(self.key)) }?;
+        u64::try_from(at).ok().filter(|&t| t > 0)
+    }
+
     /// Sets the key to expire at `at_ms` (absolute, exact: replicas and the
     /// AOF get the same instant). `ttl_ms` is the same instant relative to the
     /// command's clock, for a server without `RedisModule_SetAbsExpire`

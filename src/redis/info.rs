@@ -39,13 +39,27 @@ pub static FIXEDWINDOW: Counters = Counters::new("fixedwindow");
 pub static SLIDING: Counters = Counters::new("sliding");
 pub static THROTTLE: Counters = Counters::new("throttle");
 pub static LIMITS: Counters = Counters::new("limits");
+/// Leases: `allowed` counts grants (acquire), leases freed (release) and
+/// leases renewed (renew); `denied` the rest.
+pub static ACQUIRE: Counters = Counters::new("acquire");
+pub static RELEASE: Counters = Counters::new("release");
+pub static RENEW: Counters = Counters::new("renew");
 
 /// Fills the module's `INFO` section (`INFO ratelimit`).
 pub fn add_info(ctx: &InfoContext, _for_crash_report: bool) {
     if raw::add_info_section(ctx.ctx, None) == raw::Status::Err {
         return;
     }
-    for c in [&TOKENBUCKET, &FIXEDWINDOW, &SLIDING, &THROTTLE, &LIMITS] {
+    for c in [
+        &TOKENBUCKET,
+        &FIXEDWINDOW,
+        &SLIDING,
+        &THROTTLE,
+        &LIMITS,
+        &ACQUIRE,
+        &RELEASE,
+        &RENEW,
+    ] {
         for (field, value) in [
             ("calls", &c.calls),
             ("allowed", &c.allowed),

@@ -10,5 +10,6 @@ pub mod command_docs;
 pub mod config;
 pub mod datatype;
 pub mod info;
+pub mod leases;
 pub mod propagation;
 pub mod value;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 
-use crate::{cluster_port, field, info, redis_cli, wait_until, Flavor, Server};
+use crate::basics::{cluster_port, field, info, redis_cli, wait_until};
+use crate::server::{Flavor, Server};
 
 /// Three masters with `replicas` replicas each, module loaded on every node.
 pub struct Cluster {

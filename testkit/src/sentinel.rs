@@ -4,7 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{field, free_port, redis_cli, wait_until, Flavor, Procs, Server, TempDir};
+use crate::basics::{field, free_port, redis_cli, wait_until, Procs, TempDir};
+use crate::server::{Flavor, Server};
 
 /// A sentinel watching `mymaster`, killed on drop.
 pub struct Sentinel {
@@ -48,19 +49,22 @@ impl Sentinel {
         });
         s
     }
+}
 
-    /// The port of the master this sentinel names (0 when it names none).
-    pub fn master_port(&self) -> u16 {
-        redis_cli(
-            self.port,
-            &[],
-            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
-        )
-        .lines()
-        .nth(1)
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
-    }
+/// The port of the master the sentinel on `sentinel_port` names as
+/// `mymaster` (0 when it names none). It takes a bare port so that closures
+/// running on another thread can ask while the [`Sentinel`] stays with its
+/// group.
+pub fn sentinel_master_port(sentinel_port: u16) -> u16 {
+    redis_cli(
+        sentinel_port,
+        &[],
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+    )
+    .lines()
+    .nth(1)
+    .and_then(|p| p.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// A master, two replicas and three sentinels (quorum 2, down after 1 s).
@@ -88,25 +92,31 @@ impl SentinelGroup {
             })
             .collect();
         for s in &sentinels {
-            wait_until("sentinels see the group", Duration::from_secs(30), || {
-                let m = redis_cli(s.port, &[], &["SENTINEL", "MASTER", "mymaster"]);
-                field(&m, "num-slaves").as_deref() == Some("2")
-                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
-            });
-            // Both replicas eligible for promotion (linked and reported),
-            // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
-            wait_until("replicas eligible", Duration::from_secs(30), || {
-                let r = redis_cli(s.port, &[], &["SENTINEL", "REPLICAS", "mymaster"]);
-                let lines: Vec<&str> = r.lines().map(str::trim).collect();
-                let linked = lines
-                    .windows(2)
-                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
-                    .count();
-                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
-            });
+            wait_sentinel_ready(|args| redis_cli(s.port, &[], args));
         }
         let mut nodes = vec![master];
         nodes.extend(replicas);
         SentinelGroup { nodes, sentinels }
     }
+}
+
+/// Waits until the sentinel that `ask` queries (a `redis-cli` on it) sees
+/// `mymaster` with two replicas and two other sentinels, and both replicas
+/// are eligible for promotion (linked and reported), else `SENTINEL FAILOVER`
+/// answers NOGOODSLAVE.
+pub fn wait_sentinel_ready(ask: impl Fn(&[&str]) -> String) {
+    wait_until("sentinels see the group", Duration::from_secs(30), || {
+        let m = ask(&["SENTINEL", "MASTER", "mymaster"]);
+        field(&m, "num-slaves").as_deref() == Some("2")
+            && field(&m, "num-other-sentinels").as_deref() == Some("2")
+    });
+    wait_until("replicas eligible", Duration::from_secs(30), || {
+        let r = ask(&["SENTINEL", "REPLICAS", "mymaster"]);
+        let lines: Vec<&str> = r.lines().map(str::trim).collect();
+        let linked = lines
+            .windows(2)
+            .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
+            .count();
+        linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
+    });
 }

@@ -13,10 +13,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, module_path, wait_until};
+use crate::basics::{free_port, fresh_dir, module_path, wait_until};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
@@ -124,19 +123,6 @@ fn valkey_binary() -> PathBuf {
     }
 }
 
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "rl-test-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 /// A running server, killed (SIGKILL) and cleaned up on drop.
 pub struct Server {
     pub flavor: Flavor,
@@ -166,7 +152,7 @@ impl Server {
         let mut s = Server {
             flavor,
             port: 0,
-            dir: scratch_dir(),
+            dir: fresh_dir("test"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             keep_dir: false,

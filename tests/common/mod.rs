@@ -45,6 +45,22 @@ pub fn ok(c: &mut redis::Connection, line: &str) -> Reply {
     call(c, line).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
+/// The README's first example on a fresh key, `RL.TOKENBUCKET user:1 10 1 1`:
+/// granted, 9 of 10 left, full again in one second.
+pub fn readme_first_call(c: &mut redis::Connection) {
+    let r = ok(c, "RL.TOKENBUCKET user:1 10 1 1");
+    assert_eq!(
+        (
+            r.allowed,
+            r.limit,
+            r.remaining,
+            r.retry_after_ms,
+            r.reset_after_ms
+        ),
+        (1, 10, 9, 0, 1000)
+    );
+}
+
 /// The error a command line gets.
 pub fn err(c: &mut redis::Connection, line: &str) -> String {
     match cmd(line).query::<redis::Value>(c) {

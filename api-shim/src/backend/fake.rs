@@ -36,6 +36,9 @@ pub struct FakeBackend {
     down: AtomicBool,
     hang: AtomicBool,
     max_log: AtomicU64,
+    /// Leases handed out and not released: (key, id) -> (limit name, slots).
+    leases: Mutex<HashMap<(String, String), (String, u64)>>,
+    next_lease: AtomicU64,
     /// Every command seen, in order (mode reads included).
     pub sent: Mutex<Vec<Sent>>,
 }
@@ -44,6 +47,7 @@ fn quota_of(q: &Quota) -> u64 {
     match q {
         Quota::TokenBucket(t) => t.capacity(),
         Quota::FixedWindow(w) | Quota::SlidingExact(w) | Quota::SlidingApprox(w) => w.limit(),
+        Quota::Concurrency(c) => c.limit(),
     }
 }
 
@@ -194,11 +198,48 @@ impl Backend for FakeBackend {
         } else {
             replies
         };
+        // A granted call with a `concurrency` limit holds a lease until
+        // `release` (the fake never expires leases).
+        let lease = match calls
+            .iter()
+            .find(|c| matches!(c.quota(), Quota::Concurrency(_)) && !c.shadow())
+        {
+            Some(c) if allowed && cost > 0 => {
+                let id = format!("fake-{}", self.next_lease.fetch_add(1, Ordering::SeqCst));
+                self.leases
+                    .lock()
+                    .map_err(|_| BackendError::Protocol("poisoned".into()))?
+                    .insert((key.to_owned(), id.clone()), (c.name.clone(), cost));
+                Some(id)
+            }
+            _ => None,
+        };
         Ok(LimitsReply {
             allowed,
             binding,
             limits,
+            lease,
         })
+    }
+
+    async fn release(&self, key: &str, id: &str) -> Result<bool, BackendError> {
+        self.enter("RL.RELEASE", key, vec![id.to_owned()]).await?;
+        let held = self
+            .leases
+            .lock()
+            .map_err(|_| BackendError::Protocol("poisoned".into()))?
+            .remove(&(key.to_owned(), id.to_owned()));
+        let Some((name, slots)) = held else {
+            return Ok(false);
+        };
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| BackendError::Protocol("poisoned".into()))?;
+        if let Some(u) = used.get_mut(&(key.to_owned(), name)) {
+            *u = u.saturating_sub(slots);
+        }
+        Ok(true)
     }
 
     async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError> {

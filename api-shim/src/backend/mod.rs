@@ -73,6 +73,8 @@ pub trait Backend: Send + Sync + 'static {
         cost: u64,
         calls: &[LimitCall],
     ) -> Result<LimitsReply, BackendError>;
+    /// `RL.RELEASE key id`: `true` if the lease was held and is now free.
+    async fn release(&self, key: &str, id: &str) -> Result<bool, BackendError>;
     /// `RL.TOKENBUCKET` / `RL.FIXEDWINDOW` / `RL.SLIDING` on one key.
     async fn single(&self, key: &str, quota: &Quota, cost: u64) -> Result<Reply, BackendError>;
     /// Reads the shared system mode; a missing key means NORMAL.
@@ -93,13 +95,19 @@ pub trait Backend: Send + Sync + 'static {
 /// module's usage order (`RL.SLIDING key limit window cost [EXACT|APPROX]`).
 pub fn single_command(quota: &Quota, cost: u64) -> (&'static str, Vec<String>) {
     let ([first, second], mode) = quota.words();
-    let mut args = vec![first, second, cost.to_string()];
-    args.extend(mode.map(str::to_owned));
+    let mut args = vec![first, second];
     let command = match quota {
         Quota::TokenBucket(_) => "RL.TOKENBUCKET",
         Quota::FixedWindow(_) => "RL.FIXEDWINDOW",
         Quota::SlidingExact(_) | Quota::SlidingApprox(_) => "RL.SLIDING",
+        // `RL.ACQUIRE key limit ttl COST n`: its cost is an option.
+        Quota::Concurrency(_) => {
+            args.push("COST".to_owned());
+            "RL.ACQUIRE"
+        }
     };
+    args.push(cost.to_string());
+    args.extend(mode.map(str::to_owned));
     (command, args)
 }
 

@@ -141,6 +141,8 @@ pub struct RawLimit {
     pub limit: Option<Number>,
     pub window: Option<Number>,
     pub mode: Option<String>,
+    /// A `concurrency` limit's lease lifetime in seconds.
+    pub ttl: Option<Number>,
     #[serde(default)]
     pub shadow: bool,
 }

@@ -247,6 +247,7 @@ pub(crate) fn build_limit(
     };
     let (first, second, fields) = match raw.algorithm.as_str() {
         "tokenbucket" => {
+            forbid("ttl", raw.ttl.is_some())?;
             forbid("limit", raw.limit.is_some())?;
             forbid("window", raw.window.is_some())?;
             forbid("mode", raw.mode.is_some())?;
@@ -257,6 +258,7 @@ pub(crate) fn build_limit(
             )
         }
         "fixedwindow" | "sliding" => {
+            forbid("ttl", raw.ttl.is_some())?;
             forbid("capacity", raw.capacity.is_some())?;
             forbid("rate", raw.rate.is_some())?;
             if raw.algorithm == "fixedwindow" {
@@ -268,15 +270,30 @@ pub(crate) fn build_limit(
                 ["limit", "window"],
             )
         }
+        "concurrency" => {
+            forbid("capacity", raw.capacity.is_some())?;
+            forbid("rate", raw.rate.is_some())?;
+            forbid("window", raw.window.is_some())?;
+            forbid("mode", raw.mode.is_some())?;
+            (
+                need("limit", &raw.limit)?,
+                need("ttl", &raw.ttl)?,
+                ["limit", "ttl"],
+            )
+        }
         other => {
             return err(format!(
-                "{path}.algorithm must be `tokenbucket`, `fixedwindow` or `sliding`, got `{other}`"
+                "{path}.algorithm must be `tokenbucket`, `fixedwindow`, `sliding` or `concurrency`, got `{other}`"
             ))
         }
     };
     // Each parameter on its own, so the message names the right field.
     let at = |field: &'static str| move |e: String| grammar_err(&format!("{path}.{field}"), e);
-    let q = if raw.algorithm == "tokenbucket" {
+    let q = if raw.algorithm == "concurrency" {
+        let q = rl_grammar::parse_lease_quota(first.as_bytes(), second.as_bytes())
+            .map_err(|e| at(fields[0])(e.into()))?;
+        Quota::Concurrency(q)
+    } else if raw.algorithm == "tokenbucket" {
         let capacity = count("capacity", first.as_bytes()).map_err(at(fields[0]))?;
         let rate = rl_grammar::parse_rate(second.as_bytes()).map_err(at(fields[1]))?;
         Quota::TokenBucket(
@@ -349,6 +366,17 @@ fn build_tier(path: &str, name: &str, rt: &RawTier, max_log: u64) -> Result<Tier
         if !normal.iter().any(|n| n.name == d.name) {
             normal_calls.push(d.shadowed());
             degraded_calls.push(d.clone());
+        }
+    }
+    for calls in [&normal_calls, &degraded_calls] {
+        let leases = calls
+            .iter()
+            .filter(|c| matches!(c.quota(), Quota::Concurrency(_)))
+            .count();
+        if leases > 1 {
+            return err(format!(
+                "{path}: {leases} `concurrency` limits in one tier; one request holds at most one lease"
+            ));
         }
     }
     if normal_calls.len() > rl_grammar::MAX_LIMITS {

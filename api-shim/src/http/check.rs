@@ -16,8 +16,8 @@ use super::state::{reset_field, within, AppState, DecisionInfo};
 use crate::backend::{BackendError, SystemMode};
 use crate::config::{Config, LimitCall};
 use crate::decision::{
-    policy_header, Decision, ResetField, RATELIMIT_POLICY, X_RATELIMIT_DENIED, X_RATELIMIT_ERROR,
-    X_RATELIMIT_FAIL_OPEN, X_RATELIMIT_TIER, X_SYSTEM_HEALTH,
+    policy_header, Decision, ResetField, RATELIMIT_POLICY, X_LEASE_ID, X_RATELIMIT_DENIED,
+    X_RATELIMIT_ERROR, X_RATELIMIT_FAIL_OPEN, X_RATELIMIT_TIER, X_SYSTEM_HEALTH,
 };
 use crate::error::{problem, ApiError, Outcome, QUOTA_EXCEEDED};
 use crate::identity::{resolve, Facts};
@@ -58,6 +58,17 @@ pub fn decision_response(d: &Decision, reset: ResetField, extra: serde_json::Val
     });
     if let (Some(o), serde_json::Value::Object(e)) = (body.as_object_mut(), extra) {
         o.extend(e);
+    }
+    if let (Some(o), Some(lease)) = (body.as_object_mut(), &d.lease) {
+        o.insert("lease".into(), json!(lease));
+    }
+    let mut headers = headers;
+    if let Some(v) = d
+        .lease
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert(X_LEASE_ID, v);
     }
     let mut resp = if d.allowed {
         (StatusCode::OK, headers, Json(body)).into_response()

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod check;
 pub mod docs;
+pub mod leases;
 pub mod ops;
 pub mod params;
 pub mod raw;

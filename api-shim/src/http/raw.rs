@@ -213,6 +213,7 @@ mod same_verdict {
             limit: get("limit"),
             window: get("window"),
             mode: None,
+            ttl: get("ttl"),
             shadow: false,
         };
         build_limit("limits[0]", &raw, MAX_LOG).is_ok()

@@ -7,12 +7,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
 use super::state::{AppState, DecisionInfo};
-use super::{admin, check, docs, ops, raw, status};
+use super::{admin, check, docs, leases, ops, raw, status};
 use crate::config::DecisionLog;
 use crate::error::{problem, ApiError, ErrorCause, Outcome};
 
@@ -35,6 +35,8 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v1/check/{policy}", get(check::check).post(check::check)),
         ("/v1/status/{policy}", get(status::status)),
+        ("/v1/acquire/{policy}", post(leases::acquire)),
+        ("/v1/leases/{policy}/{id}", delete(leases::release)),
         // auth_request subrequests keep the original method unless the
         // proxy sets one (the shipped Nginx config sends GET): the standard
         // methods an application serves are accepted; others (TRACE,
@@ -69,6 +71,8 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
 fn endpoint(path: &str) -> Option<&'static str> {
     match path {
         "/v1/check/{policy}" => Some("check"),
+        "/v1/acquire/{policy}" => Some("acquire"),
+        "/v1/leases/{policy}/{id}" => Some("release"),
         "/v1/auth/{policy}" => Some("auth"),
         "/v1/status/{policy}" => Some("status"),
         "/v1/tokenbucket/{key}" | "/v1/fixedwindow/{key}" | "/v1/sliding/{key}" => Some("raw"),

@@ -149,6 +149,92 @@ pub fn config(redis_url: &str, extra: &str) -> Config {
     Config::from_toml(&text, |_| None).expect("test config is valid")
 }
 
+/// Two requests per user, then 429 ([`OK_OK_DENIED`]).
+pub const BURST_OF_TWO: &str =
+    r#"{ name = "burst", algorithm = "tokenbucket", capacity = 2, rate = 0.001 }"#;
+
+/// The policy the topology and security tests share: `api`, its identity the
+/// `X-User` header (a user id, believed from a trusted proxy on 127.0.0.1),
+/// `limits` (the items of its free tier's array, e.g. [`BURST_OF_TWO`]), raw
+/// endpoints under [`RAW_PREFIX`] and an admin token ([`ADMIN_TOKEN`]).
+/// `redis` adds lines to `[redis]`; the file is loaded as the shim loads it,
+/// with `env` as the environment.
+pub fn user_policy(limits: &str, redis: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+[identity]
+trusted_proxies = ["127.0.0.1"]
+[policies.api]
+identity_header = "X-User"
+identity_kind = "user"
+default_tier = "free"
+[policies.api.tiers.free]
+limits = [ {limits} ]
+[raw]
+enabled = true
+key_prefix = "{RAW_PREFIX}"
+[admin]
+token = "{ADMIN_TOKEN}"
+[redis]
+timeout_ms = {TEST_REDIS_TIMEOUT_MS}
+{redis}
+"#
+    );
+    Config::from_toml(&text, |k| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .map_err(|e| e.0)
+}
+
+/// A TOML array's items: `"{scheme}://127.0.0.1:{port}"` for each port,
+/// comma-separated (the seeds of `cluster = [...]`, the sentinels of
+/// `nodes = [...]`).
+pub fn loopback_urls(scheme: &str, ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("\"{scheme}://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many of the nodes on `ports` hold at least one key (`DBSIZE` through
+/// `redis-cli` with `cli_extra`): how far a cluster spread the keys.
+pub fn nodes_with_keys(ports: &[u16], cli_extra: &[String]) -> usize {
+    ports
+        .iter()
+        .filter(|p| {
+            rl_testkit::redis_cli(**p, cli_extra, &["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count()
+}
+
+/// The admin token of [`user_policy`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The sum of the Prometheus samples on `port`'s `/metrics` whose line
+/// starts with `prefix` (a metric name and the start of its labels); 0 when
+/// there is none.
+pub async fn metric_sum(http: &reqwest::Client, port: u16, prefix: &str) -> u64 {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A shim served in this process on a free port; stops on drop.
 pub struct InProcessShim {
     pub addr: SocketAddr,
