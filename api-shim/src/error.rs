@@ -130,23 +130,27 @@ pub fn problem(
     resp
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem response, sent with `status` instead of the error's own
+    /// (Nginx's `auth_request` passes only 2xx, 401 and 403 on); the body's
+    /// `status` always says the status sent.
+    pub fn into_response_as(self, status: StatusCode) -> Response {
         let mut headers = HeaderMap::new();
         if matches!(self, ApiError::Unauthorized(_)) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        let mut resp = problem(
-            self.status(),
-            "about:blank",
-            &self.detail(),
-            json!({}),
-            headers,
-        );
+        let mut resp = problem(status, "about:blank", &self.detail(), json!({}), headers);
         if let Some(c) = self.cause() {
             resp.extensions_mut().insert(ErrorCause(c.to_owned()));
         }
         resp.extensions_mut().insert(Outcome(self.label()));
         resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        self.into_response_as(status)
     }
 }

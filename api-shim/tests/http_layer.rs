@@ -785,6 +785,30 @@ async fn auth_endpoint_speaks_nginx_auth_request() {
         .contains("shim_decisions_total{endpoint=\"auth\",mode=\"NORMAL\",outcome=\"denied\",policy=\"api\",tier=\"free\"} 1"));
 }
 
+/// Issue 22: a failed auth decision is a 403 whose problem body says 403
+/// (not the cause's 404), and a method no document lists is a 405 with
+/// `Allow`, never a decision.
+#[tokio::test]
+async fn auth_failures_say_403_and_unlisted_methods_get_405() {
+    let t = Harness::new(config(""));
+    let r = t.call("GET", "/v1/auth/no-such-policy", &[], PEER).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.h("x-ratelimit-error"), Some("error"));
+    assert_eq!(r.json["status"], 403, "{}", r.text);
+    assert!(
+        r.text.contains("no-such-policy"),
+        "the cause stays in detail: {}",
+        r.text
+    );
+    let r = t.call("TRACE", "/v1/auth/api", &[], PEER).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r.h("allow").unwrap_or_default();
+    for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+        assert!(allow.contains(m), "Allow: {allow}");
+    }
+    assert_eq!(r.json["status"], 405, "{}", r.text);
+}
+
 #[tokio::test]
 async fn operations_endpoints() {
     let t = Harness::new(config(""));

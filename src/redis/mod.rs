@@ -6,6 +6,7 @@
 pub mod args;
 pub mod clock;
 pub mod command;
+pub mod command_docs;
 pub mod config;
 pub mod datatype;
 pub mod info;

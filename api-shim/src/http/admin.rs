@@ -72,7 +72,9 @@ pub async fn set_mode(State(st): State<AppState>, req: Request) -> Result<Respon
                 "body must be JSON of at most {MAX_ADMIN_BODY} bytes"
             ))
         })?;
+    // Exactly the documented object: no other members.
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Body {
         mode: String,
     }

@@ -300,8 +300,11 @@ pub async fn auth(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cfg = st.config();
-    let policy = path_param(policy)?;
-    let d = match decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await {
+    let decided = match path_param(policy) {
+        Ok(policy) => decide(&st, &cfg, &policy, peer, &headers, q, Purpose::Decide).await,
+        Err(e) => Err(e),
+    };
+    let d = match decided {
         Ok(d) => d,
         Err(e @ ApiError::Unauthorized(_)) => return Err(e),
         Err(e) => {
@@ -311,9 +314,9 @@ pub async fn auth(
                 ApiError::BadRequest(_) => "bad_request",
                 _ => "error",
             };
-            // Keep the error's extensions (outcome, cause) for the edge.
-            let mut resp = e.into_response();
-            *resp.status_mut() = StatusCode::FORBIDDEN;
+            // A 403 whose problem body says 403; the error's extensions
+            // (outcome, cause) stay for the edge.
+            let mut resp = e.into_response_as(StatusCode::FORBIDDEN);
             resp.headers_mut()
                 .insert(X_RATELIMIT_ERROR, HeaderValue::from_static(marker));
             return Ok(resp);

@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde_json::json;
 
@@ -37,8 +37,20 @@ pub fn route_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/status/{policy}", get(status::status)),
         ("/v1/acquire/{policy}", post(leases::acquire)),
         ("/v1/leases/{policy}/{id}", delete(leases::release)),
-        // auth_request subrequests keep the original method, so accept any.
-        ("/v1/auth/{policy}", any(check::auth)),
+        // auth_request subrequests keep the original method unless the
+        // proxy sets one (the shipped Nginx config sends GET): the standard
+        // methods an application serves are accepted; others (TRACE,
+        // CONNECT, extensions) answer 405 with `Allow`, as the document says.
+        (
+            "/v1/auth/{policy}",
+            get(check::auth)
+                .post(check::auth)
+                .put(check::auth)
+                .delete(check::auth)
+                .patch(check::auth)
+                .head(check::auth)
+                .options(check::auth),
+        ),
         (
             "/admin/mode",
             get(admin::get_mode)
