@@ -1,6 +1,5 @@
 //! A Redis client from a URL, the configured credentials and CA: the one
-//! way the standalone backend and the sentinel follower both connect; and
-//! what counts as a broken link, for every mode.
+//! way the standalone backend and the sentinel follower both connect.
 
 use redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsCertificates,
@@ -45,9 +44,4 @@ pub(crate) fn client_for(
     tls_ca: Option<&[u8]>,
 ) -> Result<Client, RedisError> {
     client(with_auth(url.into_connection_info()?, auth), tls_ca)
-}
-
-/// The connection itself failed (as opposed to a server's error reply).
-pub(crate) fn link_broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
 }

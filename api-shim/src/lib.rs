@@ -19,7 +19,6 @@
 )]
 
 pub mod backend;
-pub mod cluster;
 pub mod config;
 mod connection;
 pub mod decision;

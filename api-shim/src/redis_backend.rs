@@ -2,9 +2,8 @@
 //!
 //! - standalone: a [`ConnectionManager`] (one multiplexed connection that
 //!   reconnects by itself in the background);
-//! - cluster: [`ClusterLink`], the async cluster connection (per-node
-//!   multiplexed connections, follows MOVED/ASK, refreshes slots), built again
-//!   from the seeds when a node stops answering (a partition);
+//! - cluster: the async cluster connection (per-node multiplexed connections,
+//!   follows MOVED/ASK, refreshes slots);
 //! - sentinel: [`SentinelMaster`] follows the master through failovers: it
 //!   fences writes from the first failover event any sentinel publishes until
 //!   `+switch-master`, confirms `ROLE` on every new connection, and forgets
@@ -20,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, Value};
+use tokio::sync::RwLock;
 
 use rl_grammar::Quota;
 
@@ -28,9 +29,8 @@ use crate::backend::{
     changed_at_key, classify_server_error, single_command, Backend, BackendError, LimitsReply,
     ModeChange, Readiness, Reply, SystemMode,
 };
-use crate::cluster::ClusterLink;
 use crate::config::{Config, LimitCall, RedisTarget};
-use crate::connection::{client_for, link_broken, tls_certs};
+use crate::connection::{client_for, tls_certs};
 use crate::sentinel::SentinelMaster;
 
 /// The module name shown by `MODULE LIST`.
@@ -38,7 +38,11 @@ pub const MODULE_NAME: &str = "ratelimit";
 
 enum Conn {
     Standalone(ConnectionManager),
-    Cluster(ClusterLink),
+    Cluster {
+        // Boxed: the client is large next to the other variants.
+        client: Box<redis::cluster::ClusterClient>,
+        conn: RwLock<Option<ClusterConnection>>,
+    },
     Sentinel(SentinelMaster),
 }
 
@@ -89,7 +93,11 @@ impl RedisBackend {
                 if let Some(ca) = &cfg.tls_ca {
                     builder = builder.certs(tls_certs(ca));
                 }
-                Conn::Cluster(ClusterLink::new(builder.build().map_err(config_error)?))
+                let client = builder.build().map_err(config_error)?;
+                Conn::Cluster {
+                    client: Box::new(client),
+                    conn: RwLock::new(None),
+                }
             }
             RedisTarget::Sentinel { master, nodes } => {
                 Conn::Sentinel(SentinelMaster::new(master, nodes, cfg).map_err(config_error)?)
@@ -101,6 +109,22 @@ impl RedisBackend {
         })
     }
 
+    async fn cluster_conn(
+        client: &redis::cluster::ClusterClient,
+        slot: &RwLock<Option<ClusterConnection>>,
+    ) -> Result<ClusterConnection, RedisError> {
+        if let Some(c) = slot.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let mut w = slot.write().await;
+        if let Some(c) = w.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = client.get_async_connection().await?;
+        *w = Some(c.clone());
+        Ok(c)
+    }
+
     /// Runs one command on whatever connection we have.
     async fn exec(&self, cmd: &Cmd) -> Result<Value, BackendError> {
         let fut = async {
@@ -109,7 +133,10 @@ impl RedisBackend {
                     let mut c = m.clone();
                     cmd.query_async(&mut c).await.map_err(map_error)
                 }
-                Conn::Cluster(link) => link.query(cmd).await.map_err(map_error),
+                Conn::Cluster { client, conn } => {
+                    let mut c = Self::cluster_conn(client, conn).await.map_err(map_error)?;
+                    cmd.query_async(&mut c).await.map_err(map_error)
+                }
                 Conn::Sentinel(master) => {
                     // Fenced (failover under way) or no master: unavailable,
                     // answered without touching Redis.
@@ -137,6 +164,11 @@ impl RedisBackend {
 /// master any more (demoted, a replica that lost its master, loading, cut off
 /// from its replicas): the connection is dropped and the master found again.
 const MASTER_MAY_HAVE_MOVED: [&str; 4] = ["READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING"];
+
+/// The connection itself failed (as opposed to a server's error reply).
+fn link_broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
+}
 
 /// A connection error, or one of the [`MASTER_MAY_HAVE_MOVED`] codes (by
 /// code, never by wording).

@@ -212,7 +212,28 @@ struct Quiesce {
 
 impl Quiesce {
     fn run(&self) {
-        rl_testkit::wait_replicated("127.0.0.1", self.port, &self.probe_key, self.replicas);
+        // WAIT counts acknowledgements of this connection's last write, so
+        // write first, on the same connection: every earlier write is before
+        // it in the stream.
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect to the node to quiesce");
+        let acked: redis::RedisResult<i64> = redis::pipe()
+            .cmd("SET")
+            .arg(&self.probe_key)
+            .arg(1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(self.replicas)
+            .arg(2000)
+            .query::<(i64,)>(&mut c)
+            .map(|(n,)| n);
+        assert_eq!(
+            acked.as_ref().ok(),
+            Some(&i64::from(self.replicas)),
+            "WAIT {}: {acked:?}",
+            self.replicas
+        );
     }
 }
 

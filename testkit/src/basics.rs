@@ -160,35 +160,3 @@ pub fn info_int(c: &mut redis::Connection, section: &str, field_name: &str) -> i
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{field_name} not in INFO {section}"))
 }
-
-/// Makes every write so far on the Redis at `host:port` reach `replicas`
-/// replicas, or fails the test: writes `probe_key`, then `WAIT replicas 2000`.
-/// WAIT counts acknowledgements of this connection's last write, so both go
-/// down one connection (a `redis-cli` per command would WAIT on a fresh
-/// client with nothing written), the write first: every earlier write is
-/// before it in the replication stream.
-pub fn wait_replicated(host: &str, port: u16, probe_key: &str, replicas: u32) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let n = replicas.to_string();
-    let script = format!("SET {probe_key} 1\nWAIT {n} 2000\n");
-    let mut child = Command::new("redis-cli")
-        .args(["-h", host, "-p", &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("redis-cli");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("redis-cli");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text.lines().nth(1).map(str::trim),
-        Some(n.as_str()),
-        "WAIT {n}: {text}"
-    );
-}

@@ -9,14 +9,13 @@
 
 mod basics;
 mod cluster;
-pub mod netns;
 mod sentinel;
 mod server;
 
 pub use basics::{
     cluster_port, field, free_port, info, info_int, module_path, profile_dir, redis_cli, role,
-    wait_replicated, wait_until, Procs, TempDir,
+    wait_until, Procs, TempDir,
 };
 pub use cluster::{create_cluster, node_id, Cluster};
-pub use sentinel::{sentinel_master_port, wait_sentinel_ready, Sentinel, SentinelGroup};
+pub use sentinel::{sentinel_master_port, Sentinel, SentinelGroup};
 pub use server::{Flavor, Server};

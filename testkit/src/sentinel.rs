@@ -92,31 +92,25 @@ impl SentinelGroup {
             })
             .collect();
         for s in &sentinels {
-            wait_sentinel_ready(|args| redis_cli(s.port, &[], args));
+            wait_until("sentinels see the group", Duration::from_secs(30), || {
+                let m = redis_cli(s.port, &[], &["SENTINEL", "MASTER", "mymaster"]);
+                field(&m, "num-slaves").as_deref() == Some("2")
+                    && field(&m, "num-other-sentinels").as_deref() == Some("2")
+            });
+            // Both replicas eligible for promotion (linked and reported),
+            // else `SENTINEL FAILOVER` answers NOGOODSLAVE.
+            wait_until("replicas eligible", Duration::from_secs(30), || {
+                let r = redis_cli(s.port, &[], &["SENTINEL", "REPLICAS", "mymaster"]);
+                let lines: Vec<&str> = r.lines().map(str::trim).collect();
+                let linked = lines
+                    .windows(2)
+                    .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
+                    .count();
+                linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
+            });
         }
         let mut nodes = vec![master];
         nodes.extend(replicas);
         SentinelGroup { nodes, sentinels }
     }
-}
-
-/// Waits until the sentinel that `ask` queries (a `redis-cli` on it) sees
-/// `mymaster` with two replicas and two other sentinels, and both replicas
-/// are eligible for promotion (linked and reported), else `SENTINEL FAILOVER`
-/// answers NOGOODSLAVE.
-pub fn wait_sentinel_ready(ask: impl Fn(&[&str]) -> String) {
-    wait_until("sentinels see the group", Duration::from_secs(30), || {
-        let m = ask(&["SENTINEL", "MASTER", "mymaster"]);
-        field(&m, "num-slaves").as_deref() == Some("2")
-            && field(&m, "num-other-sentinels").as_deref() == Some("2")
-    });
-    wait_until("replicas eligible", Duration::from_secs(30), || {
-        let r = ask(&["SENTINEL", "REPLICAS", "mymaster"]);
-        let lines: Vec<&str> = r.lines().map(str::trim).collect();
-        let linked = lines
-            .windows(2)
-            .filter(|w| w[0] == "master-link-status" && w[1] == "ok")
-            .count();
-        linked == 2 && !r.contains("disconnected") && !r.contains("s_down")
-    });
 }
